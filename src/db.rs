@@ -1,0 +1,439 @@
+//! The public entry point: [`Database`], its read [`Snapshot`]s and write [`Batch`]es.
+
+use std::path::Path;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::integrity::{self, IntegrityReport};
+use crate::keys;
+use crate::model::{ObjectType, Principal};
+use crate::record::{ListRequest, Page, Record, RecordInput};
+use crate::schema::{Catalog, Property, PropertyChange, PropertySpec};
+use crate::storage::{Durability, Kv, Store, Writer};
+use crate::txn::{ReadView, Shared, Tx};
+use crate::{records, schema_ops};
+
+/// The file format this build writes. Files of a newer format are refused.
+pub const FORMAT_VERSION: u32 = 1;
+const IDENTITY: &[u8] = b"prismdb";
+
+/// How a database is opened.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Durability of each commit (default [`Durability::Immediate`]).
+    pub durability: Durability,
+    /// Bytes of page cache (default 256 MiB).
+    pub cache_bytes: usize,
+    /// How long soft-deleted records stay in the trash before [`Database::purge_trash`]
+    /// removes them (default 30 days).
+    pub trash_retention: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            durability: Durability::Immediate,
+            cache_bytes: 256 << 20,
+            trash_retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// An open prismdb database: one file (or memory), shared by any number of threads.
+///
+/// Every operation takes the calling [`Principal`] and sees only its team's data. Reads run
+/// on a consistent snapshot and never wait for writers; writes are serialized and each one
+/// commits atomically (all of its record, index and bitmap changes, or none).
+pub struct Database {
+    store: Store,
+    shared: Shared,
+    options: Options,
+}
+
+impl Database {
+    /// Opens the database file at `path`, creating it if it does not exist.
+    ///
+    /// Fails with `internal` if the file is not a prismdb database, was written by a newer
+    /// format, or cannot be read.
+    pub fn open(path: impl AsRef<Path>) -> Result<Database> {
+        Database::open_with(path, Options::default())
+    }
+
+    /// Opens the database file at `path` with `options`.
+    pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Database> {
+        let store = Store::open(path.as_ref(), options.cache_bytes)?;
+        Database::start(store, options)
+    }
+
+    /// Creates a database that lives in memory and disappears when dropped (tests).
+    pub fn in_memory() -> Result<Database> {
+        Database::start(Store::in_memory()?, Options::default())
+    }
+
+    fn start(store: Store, options: Options) -> Result<Database> {
+        store.write(Durability::Immediate, check_or_stamp_format)?;
+        Ok(Database {
+            store,
+            shared: Shared::default(),
+            options,
+        })
+    }
+
+    /// The options the database was opened with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    fn view(&self) -> Result<ReadView<'_>> {
+        Ok(ReadView::new(self.store.read()?, &self.shared))
+    }
+
+    fn write<R>(
+        &self,
+        durability: Durability,
+        body: impl FnOnce(&mut Tx<'_, '_>) -> Result<R>,
+    ) -> Result<R> {
+        let (result, new_teams) = self.store.write(durability, |writer: &mut Writer<'_>| {
+            let mut tx = Tx::new(writer, &self.shared);
+            let result = body(&mut tx)?;
+            Ok((result, tx.finish()?))
+        })?;
+        self.shared.remember_teams(&new_teams);
+        Ok(result)
+    }
+
+    /// Opens a read snapshot: every read through it sees the same committed state.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>> {
+        Ok(Snapshot { view: self.view()? })
+    }
+
+    /// Runs `body` with a [`Batch`] of `principal`: every operation in it commits together
+    /// in one transaction, or (if `body` or any operation fails) none does.
+    pub fn write_batch<R>(
+        &self,
+        principal: &Principal,
+        body: impl FnOnce(&mut Batch<'_, '_, '_>) -> Result<R>,
+    ) -> Result<R> {
+        self.write_batch_with(principal, self.options.durability, body)
+    }
+
+    /// [`Database::write_batch`] with the durability of this one commit given.
+    pub fn write_batch_with<R>(
+        &self,
+        principal: &Principal,
+        durability: Durability,
+        body: impl FnOnce(&mut Batch<'_, '_, '_>) -> Result<R>,
+    ) -> Result<R> {
+        self.write(durability, |tx| {
+            let mut batch = Batch { tx, principal };
+            body(&mut batch)
+        })
+    }
+
+    fn write_one<R>(&self, body: impl FnOnce(&mut Tx<'_, '_>) -> Result<R>) -> Result<R> {
+        self.write(self.options.durability, body)
+    }
+
+    /// Creates a record of `ty` and returns it (with its new id).
+    ///
+    /// Errors: `unknown_property`, `invalid_value`, `read_only_property` naming the slug;
+    /// `unique_violation`; `read_only_type` for events written by non-system principals.
+    pub fn create(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        input: &RecordInput,
+    ) -> Result<Record> {
+        self.write_one(|tx| records::create(tx, principal, ty, input))
+    }
+
+    /// Returns the live record `id`, or `not_found`.
+    pub fn get(&self, principal: &Principal, ty: ObjectType, id: Uuid) -> Result<Record> {
+        records::get(&self.view()?, principal, ty, id)
+    }
+
+    /// Merges `input` into record `id` (`null` removes a property) and returns the record.
+    pub fn patch(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        id: Uuid,
+        input: &RecordInput,
+    ) -> Result<Record> {
+        self.write_one(|tx| records::patch(tx, principal, ty, id, input))
+    }
+
+    /// Soft-deletes record `id`: it leaves every read and moves to the trash.
+    pub fn delete(&self, principal: &Principal, ty: ObjectType, id: Uuid) -> Result<()> {
+        self.write_one(|tx| records::delete(tx, principal, ty, id))
+    }
+
+    /// Brings record `id` back from the trash; `unique_violation` if one of its unique
+    /// values was taken meanwhile. A live record is returned unchanged.
+    pub fn restore(&self, principal: &Principal, ty: ObjectType, id: Uuid) -> Result<Record> {
+        self.write_one(|tx| records::restore(tx, principal, ty, id))
+    }
+
+    /// Creates a copy of record `id` without its unique properties and returns the copy.
+    pub fn duplicate(&self, principal: &Principal, ty: ObjectType, id: Uuid) -> Result<Record> {
+        self.write_one(|tx| records::duplicate(tx, principal, ty, id))
+    }
+
+    /// The number of live records of `ty`.
+    pub fn count(&self, principal: &Principal, ty: ObjectType) -> Result<u64> {
+        records::count(&self.view()?, principal, ty)
+    }
+
+    /// The one live record whose `slug` equals `value` (coerced to the property's kind):
+    /// `not_found` if none, `multiple_matches` if several.
+    pub fn find(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        slug: &str,
+        value: &str,
+    ) -> Result<Record> {
+        records::find(&self.view()?, principal, ty, slug, value)
+    }
+
+    /// Patches the one live record whose `slug` equals `value`, or creates it with that
+    /// value. Returns the record and whether it was created; `multiple_matches` if several.
+    pub fn upsert(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        slug: &str,
+        value: &str,
+        input: &RecordInput,
+    ) -> Result<(Record, bool)> {
+        self.write_one(|tx| records::upsert(tx, principal, ty, slug, value, input))
+    }
+
+    /// One page of live records in id order.
+    pub fn list(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        request: &ListRequest,
+    ) -> Result<Page> {
+        records::list(&self.view()?, principal, ty, request, false)
+    }
+
+    /// One page of the trash (soft-deleted records) in id order.
+    pub fn trash(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        request: &ListRequest,
+    ) -> Result<Page> {
+        records::list(&self.view()?, principal, ty, request, true)
+    }
+
+    /// The property catalog of `ty`.
+    pub fn schema(&self, principal: &Principal, ty: ObjectType) -> Result<Catalog> {
+        Ok((*crate::txn::View::catalog(&self.view()?, principal.team, ty)?).clone())
+    }
+
+    /// Adds a property (admin role); returns it with its engine-made option ids.
+    pub fn add_property(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        spec: &PropertySpec,
+    ) -> Result<Property> {
+        self.write_one(|tx| schema_ops::add_property(tx, principal, ty, spec))
+    }
+
+    /// Changes a property's options, `unique` or `indexed` flag (admin role). Removing an
+    /// option records hold is `conflict`; making it unique over duplicates is
+    /// `unique_violation`.
+    pub fn update_property(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        slug: &str,
+        change: &PropertyChange,
+    ) -> Result<Property> {
+        self.write_one(|tx| schema_ops::update_property(tx, principal, ty, slug, change))
+    }
+
+    /// Removes a property (admin role): `conflict` while records hold values, unless
+    /// `force`, which removes the values too.
+    pub fn remove_property(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        slug: &str,
+        force: bool,
+    ) -> Result<()> {
+        self.write_one(|tx| schema_ops::remove_property(tx, principal, ty, slug, force))
+    }
+
+    /// Rebuilds every ordinal map, bitmap, index entry and counter from the records and
+    /// reports each disagreement.
+    pub fn verify_integrity(&self) -> Result<IntegrityReport> {
+        integrity::verify(&self.view()?)
+    }
+
+    /// Permanently removes the records that have been in the trash longer than the
+    /// retention period; returns how many were removed.
+    pub fn purge_trash(&self) -> Result<u64> {
+        let retention = i64::try_from(self.options.trash_retention.as_micros()).unwrap_or(i64::MAX);
+        self.write_one(|tx| crate::trash::purge(tx, tx.now.saturating_sub(retention)))
+    }
+
+    /// Rewrites the file without its free pages; returns whether space was reclaimed.
+    pub fn compact(&mut self) -> Result<bool> {
+        self.store.compact()
+    }
+}
+
+fn check_or_stamp_format(writer: &mut Writer<'_>) -> Result<()> {
+    let format_key = [keys::META, b'F'];
+    let identity_key = [keys::META, b'I'];
+    let identity = writer.get(&identity_key)?;
+    let format = writer.get_with(&format_key, keys::read_u32)?.flatten();
+    match (identity, format) {
+        (Some(id), Some(format)) if id == IDENTITY => {
+            if format > FORMAT_VERSION {
+                return Err(Error::Internal(format!(
+                    "the file has format {format}; this build reads up to {FORMAT_VERSION}"
+                )));
+            }
+            Ok(())
+        }
+        (None, None) => {
+            let mut empty = true;
+            writer.scan_prefix(&[], |_, _| {
+                empty = false;
+                Ok(false)
+            })?;
+            if !empty {
+                return Err(Error::Internal("the file is not a prismdb database".into()));
+            }
+            writer.put(&identity_key, IDENTITY)?;
+            writer.put(&format_key, &FORMAT_VERSION.to_be_bytes())
+        }
+        _ => Err(Error::Internal("the file is not a prismdb database".into())),
+    }
+}
+
+/// A consistent read-only view of the database at one commit.
+pub struct Snapshot<'db> {
+    view: ReadView<'db>,
+}
+
+impl Snapshot<'_> {
+    /// [`Database::get`] on this snapshot.
+    pub fn get(&self, principal: &Principal, ty: ObjectType, id: Uuid) -> Result<Record> {
+        records::get(&self.view, principal, ty, id)
+    }
+
+    /// [`Database::count`] on this snapshot.
+    pub fn count(&self, principal: &Principal, ty: ObjectType) -> Result<u64> {
+        records::count(&self.view, principal, ty)
+    }
+
+    /// [`Database::find`] on this snapshot.
+    pub fn find(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        slug: &str,
+        value: &str,
+    ) -> Result<Record> {
+        records::find(&self.view, principal, ty, slug, value)
+    }
+
+    /// [`Database::list`] on this snapshot.
+    pub fn list(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        request: &ListRequest,
+    ) -> Result<Page> {
+        records::list(&self.view, principal, ty, request, false)
+    }
+
+    /// [`Database::trash`] on this snapshot.
+    pub fn trash(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        request: &ListRequest,
+    ) -> Result<Page> {
+        records::list(&self.view, principal, ty, request, true)
+    }
+
+    /// [`Database::schema`] on this snapshot.
+    pub fn schema(&self, principal: &Principal, ty: ObjectType) -> Result<Catalog> {
+        Ok((*crate::txn::View::catalog(&self.view, principal.team, ty)?).clone())
+    }
+}
+
+/// Operations of one principal that commit together (see [`Database::write_batch`]).
+/// Reads through the batch see its own earlier writes.
+pub struct Batch<'a, 'w, 't> {
+    tx: &'a mut Tx<'w, 't>,
+    principal: &'a Principal,
+}
+
+impl Batch<'_, '_, '_> {
+    /// [`Database::create`] in this batch.
+    pub fn create(&mut self, ty: ObjectType, input: &RecordInput) -> Result<Record> {
+        records::create(self.tx, self.principal, ty, input)
+    }
+
+    /// [`Database::get`] in this batch.
+    pub fn get(&self, ty: ObjectType, id: Uuid) -> Result<Record> {
+        records::get(&*self.tx, self.principal, ty, id)
+    }
+
+    /// [`Database::patch`] in this batch.
+    pub fn patch(&mut self, ty: ObjectType, id: Uuid, input: &RecordInput) -> Result<Record> {
+        records::patch(self.tx, self.principal, ty, id, input)
+    }
+
+    /// [`Database::delete`] in this batch.
+    pub fn delete(&mut self, ty: ObjectType, id: Uuid) -> Result<()> {
+        records::delete(self.tx, self.principal, ty, id)
+    }
+
+    /// [`Database::restore`] in this batch.
+    pub fn restore(&mut self, ty: ObjectType, id: Uuid) -> Result<Record> {
+        records::restore(self.tx, self.principal, ty, id)
+    }
+
+    /// [`Database::duplicate`] in this batch.
+    pub fn duplicate(&mut self, ty: ObjectType, id: Uuid) -> Result<Record> {
+        records::duplicate(self.tx, self.principal, ty, id)
+    }
+
+    /// [`Database::upsert`] in this batch.
+    pub fn upsert(
+        &mut self,
+        ty: ObjectType,
+        slug: &str,
+        value: &str,
+        input: &RecordInput,
+    ) -> Result<(Record, bool)> {
+        records::upsert(self.tx, self.principal, ty, slug, value, input)
+    }
+
+    /// [`Database::find`] in this batch.
+    pub fn find(&self, ty: ObjectType, slug: &str, value: &str) -> Result<Record> {
+        records::find(&*self.tx, self.principal, ty, slug, value)
+    }
+
+    /// [`Database::count`] in this batch.
+    pub fn count(&self, ty: ObjectType) -> Result<u64> {
+        records::count(&*self.tx, self.principal, ty)
+    }
+
+    /// [`Database::list`] in this batch.
+    pub fn list(&self, ty: ObjectType, request: &ListRequest) -> Result<Page> {
+        records::list(&*self.tx, self.principal, ty, request, false)
+    }
+}

@@ -1,0 +1,155 @@
+//! The index module: the value index that serves find, upsert and uniqueness.
+//!
+//! An entry is `(scope, property number, memcomparable value, id) → ordinal`, for every
+//! live record and every property in the value index. Values are encoded so that byte
+//! order is value order (the `memcomparable` crate): numbers as order-preserving `f64`
+//! (ints and floats compare numerically), datetimes as `i64` microseconds, text as
+//! escaped bytes (e-mail lowercased). Text longer than [`MAX_INDEXED_TEXT`] bytes is
+//! indexed by its prefix, so every lookup re-checks the value on the record itself.
+
+use crate::codec::{StoredRecord, StoredValue};
+use crate::error::{Error, Result};
+use crate::keys::{self, Scope};
+use crate::schema::{Catalog, Kind, Property};
+use crate::storage::{Kv, Writer};
+
+/// Text values are indexed by at most this many leading bytes.
+pub(crate) const MAX_INDEXED_TEXT: usize = 256;
+
+fn encoding_failed(e: memcomparable::Error) -> Error {
+    Error::Internal(format!("cannot encode index value: {e}"))
+}
+
+/// The index form of `value` for property `prop`, or `None` for values the index does not
+/// hold (select, multiselect, reference, boolean: those are bitmap material).
+pub(crate) fn encode(prop: &Property, value: &StoredValue) -> Result<Option<Vec<u8>>> {
+    let encoded = match value {
+        StoredValue::Str(text) => {
+            let folded;
+            let text = if prop.kind == Kind::Email {
+                folded = text.to_lowercase();
+                folded.as_str()
+            } else {
+                text.as_str()
+            };
+            let cut = (0..=MAX_INDEXED_TEXT.min(text.len()))
+                .rev()
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(0);
+            memcomparable::to_vec(&&text[..cut])
+        }
+        StoredValue::Int(i) => memcomparable::to_vec(&(*i as f64)),
+        StoredValue::Float(f) => memcomparable::to_vec(f),
+        StoredValue::Time(t) => memcomparable::to_vec(t),
+        _ => return Ok(None),
+    };
+    encoded.map(Some).map_err(encoding_failed)
+}
+
+/// Whether two stored values of `prop` are the same value for find and uniqueness:
+/// e-mail ignores case, numbers compare numerically, a multiselect holds the option.
+pub(crate) fn matches(prop: &Property, stored: &StoredValue, wanted: &StoredValue) -> bool {
+    match (stored, wanted) {
+        (StoredValue::Str(a), StoredValue::Str(b)) if prop.kind == Kind::Email => {
+            a.to_lowercase() == b.to_lowercase()
+        }
+        (StoredValue::Int(a), StoredValue::Int(b)) => a == b,
+        (
+            StoredValue::Int(_) | StoredValue::Float(_),
+            StoredValue::Int(_) | StoredValue::Float(_),
+        ) => as_f64(stored) == as_f64(wanted),
+        (StoredValue::Options(held), StoredValue::Option(n)) => held.contains(n),
+        _ => stored == wanted,
+    }
+}
+
+fn as_f64(value: &StoredValue) -> f64 {
+    match value {
+        StoredValue::Int(i) => *i as f64,
+        StoredValue::Float(f) => *f,
+        _ => f64::NAN,
+    }
+}
+
+/// Adds the index entries of every indexed property `record` holds.
+pub(crate) fn add_entries(
+    writer: &mut Writer<'_>,
+    scope: Scope,
+    catalog: &Catalog,
+    id: u128,
+    record: &StoredRecord,
+) -> Result<()> {
+    for_each_entry(scope, catalog, id, record, |key| {
+        writer.put(&key, &record.ord.to_be_bytes())
+    })
+}
+
+/// Removes the index entries of every indexed property `record` holds.
+pub(crate) fn remove_entries(
+    writer: &mut Writer<'_>,
+    scope: Scope,
+    catalog: &Catalog,
+    id: u128,
+    record: &StoredRecord,
+) -> Result<()> {
+    for_each_entry(scope, catalog, id, record, |key| {
+        writer.delete(&key).map(|_| ())
+    })
+}
+
+/// Calls `f` with the index key of each indexed property `record` holds.
+pub(crate) fn for_each_entry(
+    scope: Scope,
+    catalog: &Catalog,
+    id: u128,
+    record: &StoredRecord,
+    mut f: impl FnMut(Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    for (pid, value) in &record.props {
+        let Some(prop) = catalog.by_pid(*pid) else {
+            continue;
+        };
+        if !prop.in_value_index() {
+            continue;
+        }
+        if let Some(encoded) = encode(prop, value)? {
+            f(scope.value(*pid, &encoded, id))?;
+        }
+    }
+    Ok(())
+}
+
+/// The ids of live records whose index entry for `prop` equals `value`'s: candidates that
+/// the caller confirms against the record (prefix-indexed text, float collisions).
+pub(crate) fn candidates(
+    kv: &impl Kv,
+    scope: Scope,
+    prop: &Property,
+    value: &StoredValue,
+) -> Result<Vec<u128>> {
+    let Some(encoded) = encode(prop, value)? else {
+        return Ok(Vec::new());
+    };
+    let prefix = scope.value_prefix(prop.pid, &encoded);
+    let mut ids = Vec::new();
+    kv.scan_prefix(&prefix, |key, _| {
+        if key.len() == prefix.len() + 16 {
+            ids.extend(keys::trailing_id(key));
+        }
+        Ok(true)
+    })?;
+    Ok(ids)
+}
+
+/// Deletes every index entry of property `pid` of `scope`.
+pub(crate) fn drop_entries(writer: &mut Writer<'_>, scope: Scope, pid: u16) -> Result<()> {
+    let mut doomed = Vec::new();
+    writer.scan_prefix(&scope.value_prefix(pid, &[]), |key, _| {
+        doomed.push(key.to_vec());
+        Ok(true)
+    })?;
+    for key in doomed {
+        writer.delete(&key)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! `verify_integrity`: rebuilds every derived structure from the records and reports each
+//! disagreement with what is stored (like SQLite's `PRAGMA integrity_check`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use roaring::RoaringBitmap;
+use uuid::Uuid;
+
+use crate::bitmap;
+use crate::codec::decode_record;
+use crate::error::Result;
+use crate::index;
+use crate::keys::{self, Scope};
+use crate::model::ObjectType;
+use crate::storage::Kv;
+use crate::txn::{stored_counters, View};
+
+/// What `verify_integrity` found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IntegrityReport {
+    /// Records read and checked.
+    pub records_checked: u64,
+    /// One line per disagreement; empty when the database is consistent.
+    pub problems: Vec<String>,
+}
+
+impl IntegrityReport {
+    /// Whether no problem was found.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Every (team number, team id) in the file.
+fn teams(kv: &impl Kv) -> Result<Vec<(u32, Uuid)>> {
+    let mut found = Vec::new();
+    kv.scan_prefix(&[keys::TEAM], |key, value| {
+        let id = Uuid::from_slice(&key[1..]).ok();
+        if let (Some(id), Some(number)) = (id, keys::read_u32(value)) {
+            found.push((number, id));
+        }
+        Ok(true)
+    })?;
+    Ok(found)
+}
+
+/// Checks the whole database as `view` sees it.
+pub(crate) fn verify(view: &impl View) -> Result<IntegrityReport> {
+    let mut report = IntegrityReport::default();
+    for (number, team) in teams(view.kv())? {
+        for ty in ObjectType::ALL {
+            verify_scope(view, team, Scope { team: number, ty }, &mut report)?;
+        }
+    }
+    Ok(report)
+}
+
+/// What the records of one scope say the derived structures must hold.
+#[derive(Default)]
+struct Expected {
+    ords: BTreeMap<u32, u128>,
+    live: RoaringBitmap,
+    trash: RoaringBitmap,
+    values: BTreeMap<Vec<u8>, u32>,
+    unique_seen: HashMap<(u16, Vec<u8>), u128>,
+    max_id: u128,
+}
+
+fn verify_scope(
+    view: &impl View,
+    team: Uuid,
+    scope: Scope,
+    report: &mut IntegrityReport,
+) -> Result<()> {
+    let kv = view.kv();
+    let catalog = view.catalog(team, scope.ty)?;
+    let mut expected = Expected::default();
+    let mut problems = Vec::new();
+    kv.scan_prefix(&scope.prefix(keys::RECORD), |key, value| {
+        report.records_checked += 1;
+        let Some(id) = keys::trailing_id(key).filter(|_| key.len() == 6 + 16) else {
+            problems.push(format!("{}: malformed record key", scope.ty));
+            return Ok(true);
+        };
+        let record = match decode_record(value) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(format!("{} {}: {e}", scope.ty, Uuid::from_u128(id)));
+                return Ok(true);
+            }
+        };
+        expected.max_id = expected.max_id.max(id);
+        if let Some(other) = expected.ords.insert(record.ord, id) {
+            problems.push(format!(
+                "{} ordinal {} is used by {} and {}",
+                scope.ty,
+                record.ord,
+                Uuid::from_u128(other),
+                Uuid::from_u128(id)
+            ));
+        }
+        if !record.is_live() {
+            expected.trash.insert(record.ord);
+            return Ok(true);
+        }
+        expected.live.insert(record.ord);
+        index::for_each_entry(scope, &catalog, id, &record, |k| {
+            expected.values.insert(k, record.ord);
+            Ok(())
+        })?;
+        for (pid, value) in &record.props {
+            let Some(prop) = catalog.by_pid(*pid).filter(|p| p.unique) else {
+                continue;
+            };
+            let form = match index::encode(prop, value)? {
+                Some(form) if !matches!(value, crate::codec::StoredValue::Str(s) if s.len() > index::MAX_INDEXED_TEXT) => form,
+                _ => continue,
+            };
+            if let Some(other) = expected.unique_seen.insert((*pid, form), id) {
+                problems.push(format!(
+                    "{} {} {} is held by {} and {}",
+                    scope.ty,
+                    prop.slug,
+                    prop.to_json_value(value),
+                    Uuid::from_u128(other),
+                    Uuid::from_u128(id)
+                ));
+            }
+        }
+        Ok(true)
+    })?;
+    compare_ords(kv, scope, &expected, &mut problems)?;
+    compare_bitmaps(view, scope, &expected, &mut problems)?;
+    compare_values(kv, scope, &expected, &mut problems)?;
+    compare_counters(kv, scope, &expected, &mut problems)?;
+    report.problems.extend(problems);
+    Ok(())
+}
+
+fn compare_ords(
+    kv: &impl Kv,
+    scope: Scope,
+    expected: &Expected,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    let mut stored = BTreeMap::new();
+    kv.scan_prefix(&scope.prefix(keys::ORD), |key, value| {
+        let ord = keys::read_u32(&key[6..]);
+        let id = value.try_into().ok().map(u128::from_be_bytes);
+        match (ord, id) {
+            (Some(ord), Some(id)) => {
+                stored.insert(ord, id);
+            }
+            _ => problems.push(format!("{}: malformed ordinal entry", scope.ty)),
+        }
+        Ok(true)
+    })?;
+    if stored != expected.ords {
+        let missing = expected
+            .ords
+            .iter()
+            .filter(|(o, i)| stored.get(o) != Some(i))
+            .count();
+        let extra = stored
+            .iter()
+            .filter(|(o, i)| expected.ords.get(o) != Some(i))
+            .count();
+        problems.push(format!(
+            "{}: ordinal map disagrees with records ({missing} missing or wrong, {extra} extra)",
+            scope.ty
+        ));
+    }
+    Ok(())
+}
+
+fn compare_bitmaps(
+    view: &impl View,
+    scope: Scope,
+    expected: &Expected,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    for (name, label, want) in [
+        (keys::LIVE, "live", &expected.live),
+        (keys::TRASH, "trash", &expected.trash),
+    ] {
+        let stored = bitmap::read(view.kv(), scope, name)?;
+        if &stored != want {
+            problems.push(format!(
+                "{}: {label} bitmap holds {} records, the records say {} ({} differ)",
+                scope.ty,
+                stored.len(),
+                want.len(),
+                (&stored ^ want).len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn compare_values(
+    kv: &impl Kv,
+    scope: Scope,
+    expected: &Expected,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    let mut stored = BTreeSet::new();
+    let mut wrong_ord = 0;
+    kv.scan_prefix(&scope.prefix(keys::VALUE), |key, value| {
+        if expected
+            .values
+            .get(key)
+            .is_some_and(|ord| keys::read_u32(value) != Some(*ord))
+        {
+            wrong_ord += 1;
+        }
+        stored.insert(key.to_vec());
+        Ok(true)
+    })?;
+    let missing = expected
+        .values
+        .keys()
+        .filter(|k| !stored.contains(*k))
+        .count();
+    let extra = stored
+        .iter()
+        .filter(|k| !expected.values.contains_key(*k))
+        .count();
+    if missing + extra + wrong_ord > 0 {
+        problems.push(format!(
+            "{}: value index disagrees with records ({missing} missing, {extra} extra, {wrong_ord} with a wrong ordinal)",
+            scope.ty
+        ));
+    }
+    Ok(())
+}
+
+fn compare_counters(
+    kv: &impl Kv,
+    scope: Scope,
+    expected: &Expected,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    let counters = stored_counters(kv, scope)?;
+    let max_ord = expected.ords.keys().next_back().copied();
+    let checks = [
+        (counters.live == expected.live.len(), "live count"),
+        (counters.trash == expected.trash.len(), "trash count"),
+        (
+            max_ord.is_none_or(|m| counters.next_ord > m),
+            "next ordinal",
+        ),
+        (counters.last_id >= expected.max_id, "last id"),
+    ];
+    for (ok, what) in checks {
+        if !ok {
+            problems.push(format!(
+                "{}: stored {what} disagrees with records",
+                scope.ty
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! prismdb: an embedded storage engine for CRM records.
+//!
+//! A service links this crate and gets, in process, the operations of the Prism objects API
+//! on contacts, organizations, identities, deals, actions, documents and events of many
+//! teams: create, get, patch, soft delete, restore, duplicate, count, find and upsert by a
+//! property value, and keyset-paginated lists, over one [redb] file.
+//!
+//! ```
+//! use prismdb::{Database, ObjectType, Principal, RecordInput, ListRequest};
+//! use serde_json::json;
+//! use uuid::Uuid;
+//!
+//! let db = Database::in_memory()?;
+//! let me = Principal::member(Uuid::new_v4(), Uuid::new_v4());
+//! let input = RecordInput::from_properties(json!({"name": "Ada", "email": "ada@example.com"}))?;
+//! let ada = db.create(&me, ObjectType::Contact, &input)?;
+//! let found = db.find(&me, ObjectType::Contact, "email", "ADA@example.com")?;
+//! assert_eq!(found.id, ada.id);
+//! let page = db.list(&me, ObjectType::Contact, &ListRequest::first(50))?;
+//! assert_eq!(page.rows.len(), 1);
+//! # Ok::<(), prismdb::Error>(())
+//! ```
+//!
+//! The layout of the code and of the file is described in `docs/architecture.md`.
+
+#![warn(missing_docs)]
+
+mod access;
+mod bitmap;
+mod codec;
+mod cursor;
+mod db;
+mod error;
+mod index;
+mod integrity;
+mod keys;
+mod model;
+mod record;
+mod records;
+mod schema;
+mod schema_ops;
+mod storage;
+mod time_fmt;
+mod trash;
+mod txn;
+
+pub use db::{Batch, Database, Options, Snapshot, FORMAT_VERSION};
+pub use error::{Error, Result};
+pub use integrity::IntegrityReport;
+pub use model::{parse_id, ObjectType, Principal, Role};
+pub use record::{ListRequest, Page, Record, RecordInput, DEFAULT_LIMIT, MAX_LIMIT};
+pub use schema::{Catalog, Kind, OptionSpec, Property, PropertyChange, PropertySpec, SelectOption};
+pub use storage::Durability;
+
+/// Decoders exposed for the fuzz targets in `fuzz/`: each must return an error, never
+/// panic, on any input.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes arbitrary bytes as a stored record; returns whether they decoded.
+    pub fn decode_record(bytes: &[u8]) -> bool {
+        crate::codec::decode_record(bytes).is_ok()
+    }
+
+    /// Decodes arbitrary text as a cursor for `fingerprint`; returns whether it decoded.
+    pub fn decode_cursor(text: &str, fingerprint: u64) -> bool {
+        crate::cursor::Cursor::decode(text, fingerprint).is_ok()
+    }
+}

@@ -1,0 +1,165 @@
+//! The public shapes of records, record input, pages and list requests.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// What a create, patch or upsert writes: the reference's `{default: {…}, list}` plus the
+/// optional `source` and `is_user_object` system fields.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordInput {
+    /// Property values keyed by slug; `null` means absent (create) or remove (patch).
+    #[serde(default)]
+    pub default: Map<String, Value>,
+    /// The reference's opaque `list` member: stored as written, never interpreted.
+    #[serde(default)]
+    pub list: Option<Value>,
+    /// The integration that wrote the record.
+    #[serde(default)]
+    pub source: Option<Uuid>,
+    /// Whether a person made the record (default `true` on create).
+    #[serde(default)]
+    pub is_user_object: Option<bool>,
+}
+
+impl RecordInput {
+    /// Input with these property values and nothing else.
+    pub fn new(default: Map<String, Value>) -> RecordInput {
+        RecordInput {
+            default,
+            ..RecordInput::default()
+        }
+    }
+
+    /// Input from a JSON object of property values, e.g. `json!({"name": "Ada"})`;
+    /// anything but an object is `invalid_request`.
+    pub fn from_properties(properties: Value) -> Result<RecordInput> {
+        match properties {
+            Value::Object(map) => Ok(RecordInput::new(map)),
+            other => Err(Error::InvalidRequest(format!(
+                "record properties must be a JSON object, got {}",
+                crate::schema::short_json(&other)
+            ))),
+        }
+    }
+
+    /// Parses a request body `{default: {…}, list?, source?, is_user_object?}`; a
+    /// malformed body is `invalid_request` saying what is wrong.
+    pub fn from_json(body: Value) -> Result<RecordInput> {
+        serde_json::from_value(body).map_err(|e| Error::InvalidRequest(format!("record body: {e}")))
+    }
+}
+
+/// A record as reads return it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// The record's UUIDv7 id.
+    pub id: Uuid,
+    /// Property values keyed by slug, with `created_at` and `updated_at` (selected ones
+    /// only, on pages that asked for a selection).
+    pub properties: Map<String, Value>,
+    /// The reference's opaque `list` member, if one was written.
+    pub list: Option<Value>,
+    /// The integration that wrote the record.
+    pub source: Option<Uuid>,
+    /// Whether a person made the record.
+    pub is_user_object: bool,
+    /// When the record was soft-deleted (RFC 3339), if it is in the trash.
+    pub deleted_at: Option<String>,
+}
+
+impl Record {
+    /// The reference's read shape: `{id, default, list}`.
+    pub fn to_json(&self) -> Value {
+        let mut out = json!({"id": self.id, "default": self.properties});
+        if let Some(list) = &self.list {
+            out["list"] = list.clone();
+        }
+        out
+    }
+
+    /// The reference's page-row shape: `{id, is_user_object, properties, source}`.
+    pub fn to_row_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "is_user_object": self.is_user_object,
+            "properties": self.properties,
+            "source": self.source,
+        })
+    }
+}
+
+/// One page of a list, the trash or a query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page {
+    /// The rows, in the query's order.
+    pub rows: Vec<Record>,
+    /// Whether more rows follow (exact: the engine read one row past the page).
+    pub has_more: bool,
+    /// The cursor of the next page; `None` when `has_more` is false.
+    pub next_cursor: Option<String>,
+    /// The number of matching records, when the request asked for it.
+    pub total: Option<u64>,
+}
+
+impl Page {
+    /// The reference's page shape: `{data, has_more, next_cursor, total?}`.
+    pub fn to_json(&self) -> Value {
+        let mut out = json!({
+            "data": self.rows.iter().map(Record::to_row_json).collect::<Vec<_>>(),
+            "has_more": self.has_more,
+            "next_cursor": self.next_cursor,
+        });
+        if let Some(total) = self.total {
+            out["total"] = json!(total);
+        }
+        out
+    }
+}
+
+/// The largest page a list or query returns.
+pub const MAX_LIMIT: u32 = 1000;
+/// The page size when a request gives none.
+pub const DEFAULT_LIMIT: u32 = 50;
+
+/// A request for one page of records in id order.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct ListRequest {
+    /// Page size, 1..=1000 (default 50).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// The previous page's `next_cursor`.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Whether to count all matching records.
+    #[serde(default)]
+    pub include_total: bool,
+    /// Which properties each row carries (default all).
+    #[serde(default)]
+    pub properties: Option<Vec<String>>,
+}
+
+impl ListRequest {
+    /// A request for the first page of `limit` rows.
+    pub fn first(limit: u32) -> ListRequest {
+        ListRequest {
+            limit: Some(limit),
+            ..ListRequest::default()
+        }
+    }
+
+    /// The page size, or `invalid_request` naming the bad limit.
+    pub(crate) fn page_size(&self) -> Result<usize> {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if (1..=MAX_LIMIT).contains(&limit) {
+            Ok(limit as usize)
+        } else {
+            Err(Error::InvalidRequest(format!(
+                "limit {limit} is outside 1..={MAX_LIMIT}"
+            )))
+        }
+    }
+}

@@ -1,0 +1,733 @@
+//! Record operations: create, get, patch, delete, restore, duplicate, find, upsert, count
+//! and list (live records and the trash), each written once over a [`View`] (reads) or a
+//! [`Tx`] (writes) so the database, its snapshots and its write batches share them.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
+
+use serde_json::{json, Map, Value};
+use uuid::{NoContext, Timestamp, Uuid};
+
+use crate::access;
+use crate::codec::{decode_record, encode_record, StoredRecord, StoredValue};
+use crate::cursor::{self, Cursor};
+use crate::error::{Error, Result};
+use crate::index;
+use crate::keys::{self, Scope};
+use crate::model::{ObjectType, Principal};
+use crate::record::{ListRequest, Page, Record, RecordInput};
+use crate::schema::{Catalog, Kind, Property, SYSTEM_FIELDS};
+use crate::storage::{prefix_end, Kv};
+use crate::time_fmt;
+use crate::txn::{Tx, View};
+
+/// Reads the stored record `id` of `scope`, live or not.
+pub(crate) fn load(kv: &impl Kv, scope: Scope, id: u128) -> Result<Option<StoredRecord>> {
+    kv.get_with(&scope.record(id), decode_record)?.transpose()
+}
+
+fn not_found(ty: ObjectType, id: Uuid) -> Error {
+    Error::NotFound(format!("no {ty} {id}"))
+}
+
+/// The live record `id` of the principal's team, or `not_found`.
+fn load_live(
+    view: &impl View,
+    principal: &Principal,
+    ty: ObjectType,
+    id: Uuid,
+) -> Result<(Scope, StoredRecord)> {
+    let scope = view
+        .scope(principal.team, ty)?
+        .ok_or_else(|| not_found(ty, id))?;
+    match load(view.kv(), scope, id.as_u128())? {
+        Some(record) if record.is_live() => Ok((scope, record)),
+        _ => Err(not_found(ty, id)),
+    }
+}
+
+/// How a reference value is shown.
+#[derive(Clone, Copy)]
+enum RefStyle<'a> {
+    /// As the target's id (single-record reads).
+    Id,
+    /// As `{id, properties: {name}}`, with names fetched for the page.
+    Nested(&'a HashMap<u128, Value>),
+}
+
+/// Checks a `properties` selection against the catalog (system fields allowed).
+fn check_selection(catalog: &Catalog, selection: Option<&[String]>) -> Result<()> {
+    for slug in selection.unwrap_or_default() {
+        if !matches!(slug.as_str(), "created_at" | "updated_at") {
+            catalog.require(slug)?;
+        }
+    }
+    Ok(())
+}
+
+fn render(
+    catalog: &Catalog,
+    id: u128,
+    record: &StoredRecord,
+    selection: Option<&[String]>,
+    refs: RefStyle<'_>,
+) -> Record {
+    let wanted = |slug: &str| selection.is_none_or(|s| s.iter().any(|w| w == slug));
+    let mut properties = Map::new();
+    for (pid, value) in &record.props {
+        let Some(prop) = catalog.by_pid(*pid) else {
+            continue;
+        };
+        if !wanted(&prop.slug) {
+            continue;
+        }
+        let shown = match (refs, value) {
+            (RefStyle::Nested(names), StoredValue::Ref(target)) => json!({
+                "id": Uuid::from_u128(*target),
+                "properties": {"name": names.get(target).cloned().unwrap_or(Value::Null)},
+            }),
+            _ => prop.to_json_value(value),
+        };
+        properties.insert(prop.slug.clone(), shown);
+    }
+    for (slug, micros) in [
+        ("created_at", record.created_at),
+        ("updated_at", record.updated_at),
+    ] {
+        if wanted(slug) {
+            properties.insert(slug.into(), Value::String(time_fmt::format_rfc3339(micros)));
+        }
+    }
+    Record {
+        id: Uuid::from_u128(id),
+        properties,
+        list: record
+            .list
+            .as_deref()
+            .and_then(|l| serde_json::from_str(l).ok()),
+        source: record.source.map(Uuid::from_u128),
+        is_user_object: record.is_user_object,
+        deleted_at: record.deleted_at.map(time_fmt::format_rfc3339),
+    }
+}
+
+/// Renders one record for a single-record read.
+fn render_one(
+    view: &impl View,
+    team: Uuid,
+    ty: ObjectType,
+    id: u128,
+    record: &StoredRecord,
+) -> Result<Record> {
+    let catalog = view.catalog(team, ty)?;
+    Ok(render(&catalog, id, record, None, RefStyle::Id))
+}
+
+/// Fetches the `name` of every record the rows reference through a selected property.
+fn reference_names(
+    view: &impl View,
+    team: Uuid,
+    catalog: &Catalog,
+    rows: &[(u128, StoredRecord)],
+    selection: Option<&[String]>,
+) -> Result<HashMap<u128, Value>> {
+    let mut names = HashMap::new();
+    let refs = catalog
+        .properties()
+        .iter()
+        .filter(|p| p.kind == Kind::Reference && selection.is_none_or(|s| s.contains(&p.slug)));
+    for prop in refs {
+        let Some(target) = prop.target else { continue };
+        let target_catalog = view.catalog(team, target)?;
+        let Some(scope) = view.scope(team, target)? else {
+            continue;
+        };
+        let name_pid = target_catalog.property("name").map(|p| p.pid);
+        for (_, row) in rows {
+            let Some(StoredValue::Ref(target_id)) = row.value(prop.pid) else {
+                continue;
+            };
+            if names.contains_key(target_id) {
+                continue;
+            }
+            let name = match (load(view.kv(), scope, *target_id)?, name_pid) {
+                (Some(t), Some(pid)) => t
+                    .value(pid)
+                    .and_then(|v| target_catalog.by_pid(pid).map(|p| p.to_json_value(v))),
+                _ => None,
+            };
+            names.insert(*target_id, name.unwrap_or(Value::Null));
+        }
+    }
+    Ok(names)
+}
+
+/// get: the live record `id`, or `not_found`.
+pub(crate) fn get(
+    view: &impl View,
+    principal: &Principal,
+    ty: ObjectType,
+    id: Uuid,
+) -> Result<Record> {
+    let (_, record) = load_live(view, principal, ty, id)?;
+    render_one(view, principal.team, ty, id.as_u128(), &record)
+}
+
+/// count: the number of live records of `ty` the principal can read.
+pub(crate) fn count(view: &impl View, principal: &Principal, ty: ObjectType) -> Result<u64> {
+    match view.scope(principal.team, ty)? {
+        Some(scope) => Ok(view.counters(scope)?.live),
+        None => Ok(0),
+    }
+}
+
+/// The stored value a find by `slug` = `text` looks for (the text coerced to the kind).
+fn coerce(prop: &Property, text: &str) -> Result<StoredValue> {
+    let as_json = match prop.kind {
+        Kind::Number => serde_json::from_str::<serde_json::Number>(text.trim())
+            .map(Value::Number)
+            .map_err(|_| {
+                Error::InvalidValue(format!(
+                    "property {:?} is a number; {text:?} is not one",
+                    prop.slug
+                ))
+            })?,
+        Kind::Boolean => match text {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => {
+                return Err(Error::InvalidValue(format!(
+                    "property {:?} is a boolean; {text:?} is neither true nor false",
+                    prop.slug
+                )))
+            }
+        },
+        Kind::Multiselect => {
+            let option = prop.option_by_text(text).ok_or_else(|| {
+                Error::InvalidValue(format!("property {:?} has no option {text:?}", prop.slug))
+            })?;
+            return Ok(StoredValue::Option(option.num));
+        }
+        _ => Value::String(text.to_owned()),
+    };
+    prop.to_stored(&as_json)
+}
+
+/// Live records whose `prop` equals `wanted`; stops after `max` matches.
+fn matching_records(
+    kv: &impl Kv,
+    scope: Scope,
+    prop: &Property,
+    wanted: &StoredValue,
+    max: usize,
+) -> Result<Vec<(u128, StoredRecord)>> {
+    let hit = |record: &StoredRecord| {
+        record.is_live()
+            && record
+                .value(prop.pid)
+                .is_some_and(|v| index::matches(prop, v, wanted))
+    };
+    let mut found = Vec::new();
+    if prop.in_value_index() {
+        for id in index::candidates(kv, scope, prop, wanted)? {
+            if let Some(record) = load(kv, scope, id)? {
+                if hit(&record) {
+                    found.push((id, record));
+                    if found.len() >= max {
+                        break;
+                    }
+                }
+            }
+        }
+        return Ok(found);
+    }
+    let prefix = scope.prefix(keys::RECORD);
+    kv.scan_prefix(&prefix, |key, value| {
+        let record = decode_record(value)?;
+        if hit(&record) {
+            found.extend(keys::trailing_id(key).map(|id| (id, record)));
+        }
+        Ok(found.len() < max)
+    })?;
+    Ok(found)
+}
+
+/// The live records whose `slug` equals `text` (at most 2: enough to tell "several").
+fn find_matches(
+    view: &impl View,
+    principal: &Principal,
+    ty: ObjectType,
+    slug: &str,
+    text: &str,
+) -> Result<(Vec<(u128, StoredRecord)>, StoredValue)> {
+    let catalog = view.catalog(principal.team, ty)?;
+    let prop = catalog.require(slug)?;
+    let wanted = coerce(prop, text)?;
+    let found = match view.scope(principal.team, ty)? {
+        Some(scope) => matching_records(view.kv(), scope, prop, &wanted, 2)?,
+        None => Vec::new(),
+    };
+    Ok((found, wanted))
+}
+
+/// find: the one live record whose `slug` equals `text`.
+pub(crate) fn find(
+    view: &impl View,
+    principal: &Principal,
+    ty: ObjectType,
+    slug: &str,
+    text: &str,
+) -> Result<Record> {
+    let (mut found, _) = find_matches(view, principal, ty, slug, text)?;
+    match found.len() {
+        0 => Err(Error::NotFound(format!("no {ty} with {slug} = {text:?}"))),
+        1 => {
+            let (id, record) = found.pop().expect("one match");
+            render_one(view, principal.team, ty, id, &record)
+        }
+        _ => Err(Error::MultipleMatches(format!(
+            "several {ty} records have {slug} = {text:?}"
+        ))),
+    }
+}
+
+/// list / trash: one page of live (or trashed) records in id order.
+pub(crate) fn list(
+    view: &impl View,
+    principal: &Principal,
+    ty: ObjectType,
+    request: &ListRequest,
+    trash: bool,
+) -> Result<Page> {
+    let limit = request.page_size()?;
+    let fingerprint = cursor::fingerprint(&[
+        principal.team.as_bytes(),
+        &[ty.code(), u8::from(trash)],
+        b"order:id",
+    ]);
+    let after = match &request.cursor {
+        Some(text) => Some(Cursor::decode(text, fingerprint)?),
+        None => None,
+    };
+    let catalog = view.catalog(principal.team, ty)?;
+    let selection = request.properties.as_deref();
+    check_selection(&catalog, selection)?;
+    let Some(scope) = view.scope(principal.team, ty)? else {
+        return Ok(Page {
+            rows: Vec::new(),
+            has_more: false,
+            next_cursor: None,
+            total: request.include_total.then_some(0),
+        });
+    };
+    let mut rows = if trash {
+        trash_rows(view, scope, after.as_ref(), limit + 1)?
+    } else {
+        live_rows(view.kv(), scope, after.as_ref(), limit + 1)?
+    };
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = match (has_more, rows.last()) {
+        (true, Some((id, record))) => Some(
+            Cursor {
+                fingerprint,
+                last_ord: record.ord,
+                last_id: *id,
+                sort_key: Vec::new(),
+            }
+            .encode(),
+        ),
+        _ => None,
+    };
+    let total = if request.include_total {
+        let counters = view.counters(scope)?;
+        Some(if trash { counters.trash } else { counters.live })
+    } else {
+        None
+    };
+    let names = reference_names(view, principal.team, &catalog, &rows, selection)?;
+    let rows = rows
+        .iter()
+        .map(|(id, record)| render(&catalog, *id, record, selection, RefStyle::Nested(&names)))
+        .collect();
+    Ok(Page {
+        rows,
+        has_more,
+        next_cursor,
+        total,
+    })
+}
+
+/// Up to `want` live records after the cursor, by a range scan of the records in id order.
+fn live_rows(
+    kv: &impl Kv,
+    scope: Scope,
+    after: Option<&Cursor>,
+    want: usize,
+) -> Result<Vec<(u128, StoredRecord)>> {
+    let prefix = scope.prefix(keys::RECORD);
+    let start_key = after.map(|c| scope.record(c.last_id));
+    let start = match &start_key {
+        Some(key) => Bound::Excluded(key.as_slice()),
+        None => Bound::Included(prefix.as_slice()),
+    };
+    let end_key = prefix_end(&prefix);
+    let end = end_key.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+    let mut rows = Vec::with_capacity(want);
+    kv.scan(start, end, false, |key, value| {
+        let record = decode_record(value)?;
+        if record.is_live() {
+            rows.extend(keys::trailing_id(key).map(|id| (id, record)));
+        }
+        Ok(rows.len() < want)
+    })?;
+    Ok(rows)
+}
+
+/// Up to `want` trashed records after the cursor, from the trash bitmap.
+fn trash_rows(
+    view: &impl View,
+    scope: Scope,
+    after: Option<&Cursor>,
+    want: usize,
+) -> Result<Vec<(u128, StoredRecord)>> {
+    let trash = view.bitmap(scope, keys::TRASH)?;
+    let from = after.map_or(0, |c| c.last_ord.saturating_add(1));
+    let mut rows = Vec::with_capacity(want);
+    if after.is_some_and(|c| c.last_ord == u32::MAX) {
+        return Ok(rows);
+    }
+    for ord in trash.range(from..).take(want) {
+        let id = ord_to_id(view.kv(), scope, ord)?;
+        let record = load(view.kv(), scope, id)?
+            .ok_or_else(|| Error::Internal(format!("ordinal {ord} points at a missing record")))?;
+        rows.push((id, record));
+    }
+    Ok(rows)
+}
+
+/// The id of the record with ordinal `ord`.
+pub(crate) fn ord_to_id(kv: &impl Kv, scope: Scope, ord: u32) -> Result<u128> {
+    kv.get_with(&scope.ord(ord), |v| {
+        v.try_into().ok().map(u128::from_be_bytes)
+    })?
+    .flatten()
+    .ok_or_else(|| Error::Internal(format!("ordinal {ord} has no id")))
+}
+
+// ---------------------------------------------------------------------------------------
+// Writes
+// ---------------------------------------------------------------------------------------
+
+/// A fresh UUIDv7 for `now`, greater than every id handed out before in the scope.
+fn next_id(last: u128, now_micros: i64) -> u128 {
+    let micros = u64::try_from(now_micros).unwrap_or(0);
+    let stamp = Timestamp::from_unix(
+        NoContext,
+        micros / 1_000_000,
+        ((micros % 1_000_000) * 1_000) as u32,
+    );
+    let candidate = Uuid::new_v7(stamp).as_u128();
+    candidate.max(last.saturating_add(1))
+}
+
+/// Applies written property values to `record`: validates each (slug, kind, option,
+/// reference target), `null` removes. Returns nothing on error and leaves `record` partly
+/// changed, so callers work on a copy.
+fn apply_values(
+    view: &impl View,
+    team: Uuid,
+    catalog: &Catalog,
+    record: &mut StoredRecord,
+    values: &Map<String, Value>,
+) -> Result<()> {
+    for (slug, value) in values {
+        if SYSTEM_FIELDS.contains(&slug.as_str()) {
+            return Err(Error::ReadOnlyProperty(format!(
+                "{slug:?} is a system field"
+            )));
+        }
+        let prop = catalog.require(slug)?;
+        if value.is_null() {
+            record.set(prop.pid, None);
+            continue;
+        }
+        let stored = prop.to_stored(value)?;
+        if let (StoredValue::Ref(target_id), Some(target)) = (&stored, prop.target) {
+            check_reference(view, team, prop, target, *target_id)?;
+        }
+        record.set(prop.pid, Some(stored));
+    }
+    Ok(())
+}
+
+fn check_reference(
+    view: &impl View,
+    team: Uuid,
+    prop: &Property,
+    target: ObjectType,
+    id: u128,
+) -> Result<()> {
+    let live = match view.scope(team, target)? {
+        Some(scope) => load(view.kv(), scope, id)?.is_some_and(|r| r.is_live()),
+        None => false,
+    };
+    if live {
+        Ok(())
+    } else {
+        Err(Error::InvalidValue(format!(
+            "property {:?} references {target} {}, which does not exist",
+            prop.slug,
+            Uuid::from_u128(id)
+        )))
+    }
+}
+
+/// Refuses `record` (id `id`) if another live record holds one of its unique values.
+fn check_unique(
+    view: &impl View,
+    scope: Scope,
+    catalog: &Catalog,
+    id: u128,
+    record: &StoredRecord,
+) -> Result<()> {
+    for (pid, value) in &record.props {
+        let Some(prop) = catalog.by_pid(*pid).filter(|p| p.unique) else {
+            continue;
+        };
+        let holders = matching_records(view.kv(), scope, prop, value, 2)?;
+        if let Some((other, _)) = holders.iter().find(|(other, _)| *other != id) {
+            return Err(Error::UniqueViolation(format!(
+                "{} {} is already held by {} {}",
+                prop.slug,
+                prop.to_json_value(value),
+                scope.ty,
+                Uuid::from_u128(*other)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn store(tx: &mut Tx<'_, '_>, scope: Scope, id: u128, record: &StoredRecord) -> Result<()> {
+    let bytes = encode_record(record)?;
+    tx.writer().put(&scope.record(id), &bytes)
+}
+
+/// Writes a new record: id, ordinal, record, index entries, live bit, counters.
+fn insert_new(
+    tx: &mut Tx<'_, '_>,
+    scope: Scope,
+    catalog: &Catalog,
+    mut record: StoredRecord,
+) -> Result<u128> {
+    let mut counters = tx.counters(scope)?;
+    let id = next_id(counters.last_id, tx.now);
+    check_unique(tx, scope, catalog, id, &record)?;
+    record.ord = counters.next_ord;
+    counters.next_ord = counters.next_ord.checked_add(1).ok_or_else(|| {
+        Error::LimitExceeded(format!("{} holds the most records a type can", scope.ty))
+    })?;
+    counters.last_id = id;
+    counters.live += 1;
+    store(tx, scope, id, &record)?;
+    tx.writer().put(&scope.ord(record.ord), &id.to_be_bytes())?;
+    index::add_entries(tx.writer(), scope, catalog, id, &record)?;
+    tx.bitmap_set(scope, keys::LIVE, record.ord, true)?;
+    tx.set_counters(scope, counters);
+    Ok(id)
+}
+
+/// create: validates `input`, assigns an id and returns the new record.
+pub(crate) fn create(
+    tx: &mut Tx<'_, '_>,
+    principal: &Principal,
+    ty: ObjectType,
+    input: &RecordInput,
+) -> Result<Record> {
+    access::check_type_writable(principal, ty)?;
+    let scope = tx.scope_for_write(principal.team, ty)?;
+    let catalog = tx.catalog(principal.team, ty)?;
+    let mut record = StoredRecord {
+        ord: 0,
+        created_at: tx.now,
+        updated_at: tx.now,
+        deleted_at: None,
+        source: input.source.map(|s| s.as_u128()),
+        is_user_object: input.is_user_object.unwrap_or(true),
+        list: input.list.as_ref().map(Value::to_string),
+        props: Vec::new(),
+    };
+    apply_values(tx, principal.team, &catalog, &mut record, &input.default)?;
+    let id = insert_new(tx, scope, &catalog, record.clone())?;
+    Ok(render(&catalog, id, &record, None, RefStyle::Id))
+}
+
+/// Moves the index entries of `id` from those of `old` to those of `new`.
+fn reindex(
+    tx: &mut Tx<'_, '_>,
+    scope: Scope,
+    catalog: &Catalog,
+    id: u128,
+    old: &StoredRecord,
+    new: &StoredRecord,
+) -> Result<()> {
+    let mut before = BTreeSet::new();
+    index::for_each_entry(scope, catalog, id, old, |k| {
+        before.insert(k);
+        Ok(())
+    })?;
+    let mut after = BTreeSet::new();
+    index::for_each_entry(scope, catalog, id, new, |k| {
+        after.insert(k);
+        Ok(())
+    })?;
+    for gone in before.difference(&after) {
+        tx.writer().delete(gone)?;
+    }
+    for added in after.difference(&before) {
+        tx.writer().put(added, &new.ord.to_be_bytes())?;
+    }
+    Ok(())
+}
+
+/// patch: merges `input` into the live record `id` (null removes) and returns it.
+pub(crate) fn patch(
+    tx: &mut Tx<'_, '_>,
+    principal: &Principal,
+    ty: ObjectType,
+    id: Uuid,
+    input: &RecordInput,
+) -> Result<Record> {
+    access::check_type_writable(principal, ty)?;
+    let (scope, old) = load_live(tx, principal, ty, id)?;
+    let catalog = tx.catalog(principal.team, ty)?;
+    let mut record = old.clone();
+    apply_values(tx, principal.team, &catalog, &mut record, &input.default)?;
+    if let Some(list) = &input.list {
+        record.list = Some(list.to_string());
+    }
+    if let Some(source) = input.source {
+        record.source = Some(source.as_u128());
+    }
+    if let Some(flag) = input.is_user_object {
+        record.is_user_object = flag;
+    }
+    record.updated_at = tx.now;
+    let id = id.as_u128();
+    check_unique(tx, scope, &catalog, id, &record)?;
+    reindex(tx, scope, &catalog, id, &old, &record)?;
+    store(tx, scope, id, &record)?;
+    Ok(render(&catalog, id, &record, None, RefStyle::Id))
+}
+
+/// delete: moves the live record `id` to the trash.
+pub(crate) fn delete(
+    tx: &mut Tx<'_, '_>,
+    principal: &Principal,
+    ty: ObjectType,
+    id: Uuid,
+) -> Result<()> {
+    access::check_type_writable(principal, ty)?;
+    let (scope, mut record) = load_live(tx, principal, ty, id)?;
+    let catalog = tx.catalog(principal.team, ty)?;
+    let id = id.as_u128();
+    index::remove_entries(tx.writer(), scope, &catalog, id, &record)?;
+    tx.bitmap_set(scope, keys::LIVE, record.ord, false)?;
+    tx.bitmap_set(scope, keys::TRASH, record.ord, true)?;
+    let mut counters = tx.counters(scope)?;
+    counters.live -= 1;
+    counters.trash += 1;
+    tx.set_counters(scope, counters);
+    record.deleted_at = Some(tx.now);
+    store(tx, scope, id, &record)
+}
+
+/// restore: brings record `id` back from the trash (a live record is returned as it is).
+pub(crate) fn restore(
+    tx: &mut Tx<'_, '_>,
+    principal: &Principal,
+    ty: ObjectType,
+    id: Uuid,
+) -> Result<Record> {
+    access::check_type_writable(principal, ty)?;
+    let scope = tx
+        .scope(principal.team, ty)?
+        .ok_or_else(|| not_found(ty, id))?;
+    let uid = id.as_u128();
+    let mut record = load(tx.kv(), scope, uid)?.ok_or_else(|| not_found(ty, id))?;
+    let catalog = tx.catalog(principal.team, ty)?;
+    if record.is_live() {
+        return Ok(render(&catalog, uid, &record, None, RefStyle::Id));
+    }
+    check_unique(tx, scope, &catalog, uid, &record)?;
+    index::add_entries(tx.writer(), scope, &catalog, uid, &record)?;
+    tx.bitmap_set(scope, keys::TRASH, record.ord, false)?;
+    tx.bitmap_set(scope, keys::LIVE, record.ord, true)?;
+    let mut counters = tx.counters(scope)?;
+    counters.live += 1;
+    counters.trash -= 1;
+    tx.set_counters(scope, counters);
+    record.deleted_at = None;
+    record.updated_at = tx.now;
+    store(tx, scope, uid, &record)?;
+    Ok(render(&catalog, uid, &record, None, RefStyle::Id))
+}
+
+/// duplicate: a new record with the properties of `id` except the unique ones.
+pub(crate) fn duplicate(
+    tx: &mut Tx<'_, '_>,
+    principal: &Principal,
+    ty: ObjectType,
+    id: Uuid,
+) -> Result<Record> {
+    access::check_type_writable(principal, ty)?;
+    let (scope, original) = load_live(tx, principal, ty, id)?;
+    let catalog = tx.catalog(principal.team, ty)?;
+    let mut copy = original.clone();
+    copy.props
+        .retain(|(pid, _)| catalog.by_pid(*pid).is_some_and(|p| !p.unique));
+    copy.created_at = tx.now;
+    copy.updated_at = tx.now;
+    let new_id = insert_new(tx, scope, &catalog, copy.clone())?;
+    Ok(render(&catalog, new_id, &copy, None, RefStyle::Id))
+}
+
+/// upsert: patches the one live record whose `slug` equals `text`, or creates one with that
+/// value (filled in when the body does not set `slug`). Returns the record and whether it
+/// was created.
+pub(crate) fn upsert(
+    tx: &mut Tx<'_, '_>,
+    principal: &Principal,
+    ty: ObjectType,
+    slug: &str,
+    text: &str,
+    input: &RecordInput,
+) -> Result<(Record, bool)> {
+    access::check_type_writable(principal, ty)?;
+    let (found, wanted) = find_matches(tx, principal, ty, slug, text)?;
+    match found.as_slice() {
+        [] => {
+            let mut input = input.clone();
+            if !input.default.contains_key(slug) {
+                let catalog = tx.catalog(principal.team, ty)?;
+                let prop = catalog.require(slug)?;
+                let value = match (&wanted, prop.kind) {
+                    (StoredValue::Option(_), Kind::Multiselect) => {
+                        Value::Array(vec![prop.to_json_value(&wanted)])
+                    }
+                    _ => prop.to_json_value(&wanted),
+                };
+                input.default.insert(slug.to_owned(), value);
+            }
+            Ok((create(tx, principal, ty, &input)?, true))
+        }
+        [(id, _)] => Ok((
+            patch(tx, principal, ty, Uuid::from_u128(*id), input)?,
+            false,
+        )),
+        _ => Err(Error::MultipleMatches(format!(
+            "several {ty} records have {slug} = {text:?}"
+        ))),
+    }
+}

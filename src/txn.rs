@@ -1,0 +1,331 @@
+//! Transaction views: what a read sees (a storage snapshot) and what a write sees (its own
+//! pending changes on top), behind one [`View`] trait so each operation is written once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use roaring::RoaringBitmap;
+use uuid::Uuid;
+
+use crate::bitmap::{self, BitmapBuffer};
+use crate::error::{Error, Result};
+use crate::keys::{self, Scope};
+use crate::model::ObjectType;
+use crate::schema::Catalog;
+use crate::storage::{Kv, Reader, Writer};
+
+/// Caches shared by every transaction of one open database. Entries are only ever taken
+/// from committed state, and catalogs are checked against the stored version on each use,
+/// so a reader never sees a cache newer or older than its own snapshot.
+#[derive(Default)]
+pub(crate) struct Shared {
+    teams: RwLock<HashMap<Uuid, u32>>,
+    catalogs: Mutex<HashMap<(Uuid, ObjectType), Arc<Catalog>>>,
+}
+
+impl Shared {
+    /// Remembers team numbers made by a transaction that has committed.
+    pub fn remember_teams(&self, teams: &[(Uuid, u32)]) {
+        if !teams.is_empty() {
+            self.teams.write().extend(teams.iter().copied());
+        }
+    }
+}
+
+/// Per-(team, type) counters, stored in one small row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    /// The ordinal the next record gets.
+    pub next_ord: u32,
+    /// The largest id handed out (ids only grow, so ordinals follow id order).
+    pub last_id: u128,
+    /// Live records.
+    pub live: u64,
+    /// Records in the trash.
+    pub trash: u64,
+}
+
+impl Counters {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(36);
+        out.extend_from_slice(&self.next_ord.to_be_bytes());
+        out.extend_from_slice(&self.last_id.to_be_bytes());
+        out.extend_from_slice(&self.live.to_be_bytes());
+        out.extend_from_slice(&self.trash.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Counters> {
+        if bytes.len() != 36 {
+            return Err(Error::Internal("stored counters are damaged".into()));
+        }
+        let part = |at: usize, len: usize| &bytes[at..at + len];
+        Ok(Counters {
+            next_ord: u32::from_be_bytes(part(0, 4).try_into().expect("4")),
+            last_id: u128::from_be_bytes(part(4, 16).try_into().expect("16")),
+            live: u64::from_be_bytes(part(20, 8).try_into().expect("8")),
+            trash: u64::from_be_bytes(part(28, 8).try_into().expect("8")),
+        })
+    }
+}
+
+/// Reads the stored counters of `scope` (zeros if none).
+pub(crate) fn stored_counters(kv: &impl Kv, scope: Scope) -> Result<Counters> {
+    kv.get_with(&scope.prefix(keys::COUNTERS), Counters::decode)?
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+fn team_key(team: Uuid) -> Vec<u8> {
+    let mut key = vec![keys::TEAM];
+    key.extend_from_slice(team.as_bytes());
+    key
+}
+
+fn decode_catalog(bytes: &[u8]) -> Result<Catalog> {
+    let body = bytes.get(8..).unwrap_or_default();
+    rmp_serde::from_slice(body)
+        .map_err(|e| Error::Internal(format!("stored schema catalog is damaged: {e}")))
+}
+
+fn catalog_version(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+/// Everything an operation reads through: storage plus the transaction's pending state.
+pub(crate) trait View {
+    /// The storage it reads.
+    type Store: Kv;
+
+    /// The storage it reads.
+    fn kv(&self) -> &Self::Store;
+
+    /// The caches of the database.
+    fn shared(&self) -> &Shared;
+
+    /// The counters of `scope` as this transaction sees them.
+    fn counters(&self, scope: Scope) -> Result<Counters>;
+
+    /// The bitmap `name` of `scope` as this transaction sees them.
+    fn bitmap(&self, scope: Scope, name: &[u8]) -> Result<RoaringBitmap>;
+
+    /// A catalog changed by this transaction and not yet stored, if any.
+    fn pending_catalog(&self, team: Uuid, ty: ObjectType) -> Option<Arc<Catalog>>;
+
+    /// Whether catalogs read here may be put in the shared cache (committed state only).
+    fn may_cache(&self) -> bool;
+
+    /// The number of `team`, or `None` if the team has never written anything.
+    fn team(&self, team: Uuid) -> Result<Option<u32>> {
+        if let Some(number) = self.shared().teams.read().get(&team) {
+            return Ok(Some(*number));
+        }
+        let number = self
+            .kv()
+            .get_with(&team_key(team), keys::read_u32)?
+            .flatten();
+        if let (Some(n), true) = (number, self.may_cache()) {
+            self.shared().teams.write().insert(team, n);
+        }
+        Ok(number)
+    }
+
+    /// The scope of (`team`, `ty`), or `None` if the team has no data.
+    fn scope(&self, team: Uuid, ty: ObjectType) -> Result<Option<Scope>> {
+        Ok(self.team(team)?.map(|team| Scope { team, ty }))
+    }
+
+    /// The catalog of (`team`, `ty`): stored, pending, or the default one.
+    fn catalog(&self, team: Uuid, ty: ObjectType) -> Result<Arc<Catalog>> {
+        if let Some(pending) = self.pending_catalog(team, ty) {
+            return Ok(pending);
+        }
+        let stored = match self.team(team)? {
+            Some(number) => {
+                let key = Scope { team: number, ty }.prefix(keys::SCHEMA);
+                self.kv().get(&key)?
+            }
+            None => None,
+        };
+        let version = stored.as_deref().map_or(Some(0), catalog_version);
+        let cached = self.shared().catalogs.lock().get(&(team, ty)).cloned();
+        if let (Some(cached), Some(version)) = (cached, version) {
+            if cached.version == version {
+                return Ok(cached);
+            }
+        }
+        let catalog = Arc::new(match stored {
+            Some(bytes) => decode_catalog(&bytes)?,
+            None => Catalog::default_for(team, ty),
+        });
+        if self.may_cache() {
+            self.shared()
+                .catalogs
+                .lock()
+                .insert((team, ty), catalog.clone());
+        }
+        Ok(catalog)
+    }
+}
+
+/// A read transaction with the database's caches.
+pub(crate) struct ReadView<'db> {
+    reader: Reader,
+    shared: &'db Shared,
+}
+
+impl<'db> ReadView<'db> {
+    /// Wraps a storage snapshot.
+    pub fn new(reader: Reader, shared: &'db Shared) -> ReadView<'db> {
+        ReadView { reader, shared }
+    }
+}
+
+impl View for ReadView<'_> {
+    type Store = Reader;
+
+    fn kv(&self) -> &Reader {
+        &self.reader
+    }
+
+    fn shared(&self) -> &Shared {
+        self.shared
+    }
+
+    fn counters(&self, scope: Scope) -> Result<Counters> {
+        stored_counters(&self.reader, scope)
+    }
+
+    fn bitmap(&self, scope: Scope, name: &[u8]) -> Result<RoaringBitmap> {
+        bitmap::read(&self.reader, scope, name)
+    }
+
+    fn pending_catalog(&self, _: Uuid, _: ObjectType) -> Option<Arc<Catalog>> {
+        None
+    }
+
+    fn may_cache(&self) -> bool {
+        true
+    }
+}
+
+/// A write transaction: the storage writer plus changes held until the end (bitmap chunks,
+/// counters, catalogs), so that many records written in one transaction touch each shared
+/// row once.
+pub(crate) struct Tx<'w, 't> {
+    writer: &'w mut Writer<'t>,
+    shared: &'w Shared,
+    bitmaps: BitmapBuffer,
+    counters: BTreeMap<Scope, Counters>,
+    catalogs: HashMap<(Uuid, ObjectType), Arc<Catalog>>,
+    new_teams: Vec<(Uuid, u32)>,
+    /// The transaction's clock, epoch microseconds.
+    pub now: i64,
+}
+
+impl<'w, 't> Tx<'w, 't> {
+    /// Starts a transaction view over `writer`.
+    pub fn new(writer: &'w mut Writer<'t>, shared: &'w Shared) -> Tx<'w, 't> {
+        Tx {
+            writer,
+            shared,
+            bitmaps: BitmapBuffer::default(),
+            counters: BTreeMap::new(),
+            catalogs: HashMap::new(),
+            new_teams: Vec::new(),
+            now: crate::time_fmt::now_micros(),
+        }
+    }
+
+    /// The storage writer.
+    pub fn writer(&mut self) -> &mut Writer<'t> {
+        self.writer
+    }
+
+    /// The scope of (`team`, `ty`), giving the team a number if it has none yet.
+    pub fn scope_for_write(&mut self, team: Uuid, ty: ObjectType) -> Result<Scope> {
+        if let Some(number) = self.team(team)? {
+            return Ok(Scope { team: number, ty });
+        }
+        let counter_key = [keys::META, b'T'];
+        let next = self
+            .writer
+            .get_with(&counter_key, keys::read_u32)?
+            .flatten();
+        let number = next.unwrap_or(0);
+        let following = number
+            .checked_add(1)
+            .ok_or_else(|| Error::LimitExceeded("too many teams in one database".into()))?;
+        self.writer.put(&counter_key, &following.to_be_bytes())?;
+        self.writer.put(&team_key(team), &number.to_be_bytes())?;
+        self.new_teams.push((team, number));
+        Ok(Scope { team: number, ty })
+    }
+
+    /// Sets (`on`) or clears bit `ord` of bitmap `name` of `scope`.
+    pub fn bitmap_set(&mut self, scope: Scope, name: &[u8], ord: u32, on: bool) -> Result<()> {
+        if on {
+            self.bitmaps.insert(&*self.writer, scope, name, ord)
+        } else {
+            self.bitmaps.remove(&*self.writer, scope, name, ord)
+        }
+    }
+
+    /// Replaces the counters of `scope` (written when the transaction ends).
+    pub fn set_counters(&mut self, scope: Scope, counters: Counters) {
+        self.counters.insert(scope, counters);
+    }
+
+    /// Stores a changed catalog of `scope` and makes it visible to this transaction.
+    pub fn put_catalog(&mut self, team: Uuid, scope: Scope, catalog: Catalog) -> Result<()> {
+        let mut bytes = catalog.version.to_be_bytes().to_vec();
+        rmp_serde::encode::write(&mut bytes, &catalog)
+            .map_err(|e| Error::Internal(format!("cannot encode catalog: {e}")))?;
+        self.writer.put(&scope.prefix(keys::SCHEMA), &bytes)?;
+        self.catalogs.insert((team, scope.ty), Arc::new(catalog));
+        Ok(())
+    }
+
+    /// Writes the held changes; returns the teams this transaction numbered, for the cache
+    /// once the commit has succeeded.
+    pub fn finish(mut self) -> Result<Vec<(Uuid, u32)>> {
+        self.bitmaps.flush(self.writer)?;
+        for (scope, counters) in std::mem::take(&mut self.counters) {
+            self.writer
+                .put(&scope.prefix(keys::COUNTERS), &counters.encode())?;
+        }
+        Ok(self.new_teams)
+    }
+}
+
+impl<'t> View for Tx<'_, 't> {
+    type Store = Writer<'t>;
+
+    fn kv(&self) -> &Writer<'t> {
+        self.writer
+    }
+
+    fn shared(&self) -> &Shared {
+        self.shared
+    }
+
+    fn counters(&self, scope: Scope) -> Result<Counters> {
+        match self.counters.get(&scope) {
+            Some(c) => Ok(*c),
+            None => stored_counters(&*self.writer, scope),
+        }
+    }
+
+    fn bitmap(&self, scope: Scope, name: &[u8]) -> Result<RoaringBitmap> {
+        self.bitmaps.read(&*self.writer, scope, name)
+    }
+
+    fn pending_catalog(&self, team: Uuid, ty: ObjectType) -> Option<Arc<Catalog>> {
+        self.catalogs.get(&(team, ty)).cloned()
+    }
+
+    fn may_cache(&self) -> bool {
+        false
+    }
+}
