@@ -1,1 +1,692 @@
-fn main() {}
+//! prismdb beside SQLite on the same data, in the same process and run.
+//!
+//! Loads N contacts (default 1,000,000; `PRISMDB_BENCH_RECORDS` overrides) referencing
+//! 50,000 organizations into prismdb and into SQLite (rusqlite, bundled, WAL, real columns
+//! with the indexes a competent engineer would add, tags in a join table), runs each
+//! operation in both, checks that both give the same answer, prints a table and writes
+//! `target/vs_sqlite.json` as `[{"op", "prismdb_us", "sqlite_us", "ratio"}]` (median µs per
+//! operation; ratio = SQLite time / prismdb time, higher is better).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use mimalloc::MiMalloc;
+use prismdb::{
+    Database, Durability, ListRequest, ObjectType, OptionSpec, Options, Principal, PropertySpec,
+    RecordInput,
+};
+use rusqlite::{params, Connection};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+const C: ObjectType = ObjectType::Contact;
+const STATUSES: [&str; 6] = ["new", "active", "engaged", "dormant", "churned", "won"];
+const BATCH: usize = 10_000;
+const CACHE_BYTES: usize = 1 << 30;
+
+/// A small deterministic generator (SplitMix64), so both engines get the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One generated contact.
+struct Contact {
+    name: String,
+    email: String,
+    phone: String,
+    city: String,
+    status: usize,
+    score: i64,
+    tags: Vec<usize>,
+    organization: usize,
+    is_vip: bool,
+}
+
+fn make_contact(rng: &mut Rng, i: usize, orgs: usize) -> Contact {
+    // Skewed cities: the square of a uniform draw favours low numbers.
+    let draw = rng.below(1000) as f64 / 1000.0;
+    let city = (draw * draw * 200.0) as usize;
+    let tag_count = rng.below(5) as usize;
+    let mut tags: Vec<usize> = (0..tag_count).map(|_| rng.below(30) as usize).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    Contact {
+        name: format!("Person {i}"),
+        email: format!("person{i}@example{}.com", i % 97),
+        phone: format!("+1 555 {:07}", rng.below(10_000_000)),
+        city: format!("city{city}"),
+        status: rng.below(6) as usize,
+        score: rng.below(1000) as i64,
+        tags,
+        organization: rng.below(orgs as u64) as usize,
+        is_vip: rng.below(10) == 0,
+    }
+}
+
+fn contact_json(c: &Contact, org_ids: &[Uuid]) -> Value {
+    json!({
+        "name": c.name, "email": c.email, "phone": c.phone, "city": c.city,
+        "status": STATUSES[c.status], "score": c.score,
+        "tags": c.tags.iter().map(|t| format!("tag{t}")).collect::<Vec<_>>(),
+        "organization": org_ids[c.organization].to_string(), "is_vip": c.is_vip,
+    })
+}
+
+fn spec(slug: &str, kind: &str, options: Option<Vec<String>>) -> PropertySpec {
+    PropertySpec {
+        slug: slug.into(),
+        kind: kind.into(),
+        options: options.map(|o| {
+            o.into_iter()
+                .map(|slug| OptionSpec { slug, label: None })
+                .collect()
+        }),
+        ..Default::default()
+    }
+}
+
+fn prepare_prismdb_schema(db: &Database, admin: &Principal) {
+    db.add_property(admin, C, &spec("city", "text", None))
+        .unwrap();
+    db.add_property(
+        admin,
+        C,
+        &spec(
+            "status",
+            "select",
+            Some(STATUSES.iter().map(|s| s.to_string()).collect()),
+        ),
+    )
+    .unwrap();
+    db.add_property(admin, C, &spec("score", "number", None))
+        .unwrap();
+    db.add_property(
+        admin,
+        C,
+        &spec(
+            "tags",
+            "multiselect",
+            Some((0..30).map(|t| format!("tag{t}")).collect()),
+        ),
+    )
+    .unwrap();
+    db.add_property(admin, C, &spec("is_vip", "boolean", None))
+        .unwrap();
+}
+
+const SQLITE_SCHEMA: &str = "
+    PRAGMA journal_mode = WAL;
+    CREATE TABLE organizations (
+        rowid INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, name TEXT, domain TEXT UNIQUE,
+        created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, deleted_at INTEGER);
+    CREATE TABLE contacts (
+        rowid INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, name TEXT,
+        email TEXT COLLATE NOCASE UNIQUE, phone TEXT, city TEXT, status INTEGER, score INTEGER,
+        organization BLOB, is_vip INTEGER, created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL, deleted_at INTEGER);
+    CREATE INDEX contacts_phone ON contacts(phone);
+    CREATE INDEX contacts_city ON contacts(city);
+    CREATE INDEX contacts_status ON contacts(status);
+    CREATE INDEX contacts_score ON contacts(score);
+    CREATE INDEX contacts_created ON contacts(created_at);
+    CREATE INDEX contacts_org ON contacts(organization);
+    CREATE TABLE contact_tags (contact INTEGER NOT NULL, tag INTEGER NOT NULL,
+        PRIMARY KEY (contact, tag)) WITHOUT ROWID;
+    CREATE INDEX contact_tags_tag ON contact_tags(tag, contact);
+";
+
+fn open_sqlite(path: &Path) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.pragma_update(None, "cache_size", -((CACHE_BYTES / 1024) as i64))
+        .unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+fn sqlite_insert_contact(tx: &rusqlite::Transaction<'_>, id: Uuid, c: &Contact, org_ids: &[Uuid]) {
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO contacts (id, name, email, phone, city, status, score, organization, is_vip, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+        )
+        .unwrap();
+    let org = org_ids[c.organization];
+    let exists: bool = tx
+        .prepare_cached("SELECT 1 FROM organizations WHERE id = ?1 AND deleted_at IS NULL")
+        .unwrap()
+        .exists(params![org.as_bytes()])
+        .unwrap();
+    assert!(exists);
+    insert
+        .execute(params![
+            id.as_bytes(),
+            c.name,
+            c.email,
+            c.phone,
+            c.city,
+            c.status as i64,
+            c.score,
+            org.as_bytes(),
+            c.is_vip,
+            now_micros()
+        ])
+        .unwrap();
+    let rowid = tx.last_insert_rowid();
+    let mut tag = tx
+        .prepare_cached("INSERT INTO contact_tags (contact, tag) VALUES (?1, ?2)")
+        .unwrap();
+    for t in &c.tags {
+        tag.execute(params![rowid, *t as i64]).unwrap();
+    }
+}
+
+const SQLITE_ROW: &str =
+    "SELECT c.rowid, c.id, c.name, c.email, c.phone, c.city, c.status, c.score,
+    c.organization, o.name, c.is_vip, c.created_at, c.updated_at,
+    (SELECT group_concat(tag) FROM contact_tags t WHERE t.contact = c.rowid)
+    FROM contacts c LEFT JOIN organizations o ON o.id = c.organization";
+
+/// A SQLite row turned into the same shape prismdb returns: (id, properties).
+fn sqlite_row(row: &rusqlite::Row<'_>, nested_org: bool) -> (Uuid, Map<String, Value>) {
+    let id = Uuid::from_slice(&row.get::<_, Vec<u8>>(1).unwrap()).unwrap();
+    let mut props = Map::new();
+    props.insert("name".into(), json!(row.get::<_, String>(2).unwrap()));
+    props.insert("email".into(), json!(row.get::<_, String>(3).unwrap()));
+    props.insert("phone".into(), json!(row.get::<_, String>(4).unwrap()));
+    props.insert("city".into(), json!(row.get::<_, String>(5).unwrap()));
+    props.insert(
+        "status".into(),
+        json!(STATUSES[row.get::<_, i64>(6).unwrap() as usize]),
+    );
+    props.insert("score".into(), json!(row.get::<_, i64>(7).unwrap()));
+    let org = Uuid::from_slice(&row.get::<_, Vec<u8>>(8).unwrap()).unwrap();
+    let org_value = if nested_org {
+        json!({"id": org, "properties": {"name": row.get::<_, Option<String>>(9).unwrap()}})
+    } else {
+        json!(org.to_string())
+    };
+    props.insert("organization".into(), org_value);
+    props.insert("is_vip".into(), json!(row.get::<_, bool>(10).unwrap()));
+    props.insert("created_at".into(), json!(row.get::<_, i64>(11).unwrap()));
+    props.insert("updated_at".into(), json!(row.get::<_, i64>(12).unwrap()));
+    let tags: Option<String> = row.get(13).unwrap();
+    let mut tags: Vec<usize> = tags
+        .iter()
+        .flat_map(|t| t.split(','))
+        .map(|t| t.parse().unwrap())
+        .collect();
+    tags.sort_unstable();
+    props.insert(
+        "tags".into(),
+        json!(tags.iter().map(|t| format!("tag{t}")).collect::<Vec<_>>()),
+    );
+    (id, props)
+}
+
+/// Median of per-operation times (µs), measured in groups so the clock's cost vanishes.
+fn median_us(ops: usize, group: usize, mut f: impl FnMut(usize)) -> f64 {
+    let mut samples = Vec::new();
+    let mut i = 0;
+    while i < ops {
+        let n = group.min(ops - i);
+        let start = Instant::now();
+        for k in i..i + n {
+            f(k);
+        }
+        samples.push(start.elapsed().as_secs_f64() * 1e6 / n as f64);
+        i += n;
+    }
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples[samples.len() / 2]
+}
+
+struct Row {
+    op: &'static str,
+    prismdb_us: f64,
+    sqlite_us: f64,
+}
+
+fn file_bytes(paths: &[&Path]) -> u64 {
+    paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n: usize = std::env::var("PRISMDB_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let org_count = 50_000.min(n.max(10) / 2).max(1);
+    let dir = tempfile::tempdir_in(
+        std::env::var("PRISMDB_BENCH_DIR").unwrap_or_else(|_| "target".into()),
+    )
+    .unwrap();
+    let prism_path = dir.path().join("bench.prismdb");
+    let sqlite_path = dir.path().join("bench.sqlite");
+    let options = Options {
+        cache_bytes: CACHE_BYTES,
+        ..Options::default()
+    };
+    let db = Database::open_with(&prism_path, options).unwrap();
+    let team = Uuid::new_v4();
+    let admin = Principal::admin(team, Uuid::new_v4());
+    let me = Principal::member(team, Uuid::new_v4());
+    prepare_prismdb_schema(&db, &admin);
+    let sqlite = open_sqlite(&sqlite_path);
+    sqlite.execute_batch(SQLITE_SCHEMA).unwrap();
+    let mut rows = Vec::new();
+    eprintln!("vs_sqlite: {n} contacts, {org_count} organizations");
+
+    // Organizations (not timed): the same ids in both.
+    let mut org_ids = Vec::with_capacity(org_count);
+    for chunk_start in (0..org_count).step_by(BATCH) {
+        let chunk_end = (chunk_start + BATCH).min(org_count);
+        db.write_batch(&me, |batch| {
+            for i in chunk_start..chunk_end {
+                let input =
+                    json!({"name": format!("Org {i}"), "domain": format!("org{i}.example")});
+                org_ids.push(
+                    batch
+                        .create(
+                            ObjectType::Organization,
+                            &RecordInput::from_properties(input)?,
+                        )?
+                        .id,
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    {
+        let mut sqlite = open_sqlite(&sqlite_path);
+        let tx = sqlite.transaction().unwrap();
+        for (i, id) in org_ids.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO organizations (id, name, domain, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![id.as_bytes(), format!("Org {i}"), format!("org{i}.example"), now_micros()],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    // Bulk load: 10,000 creates per write batch / transaction.
+    let mut rng = Rng(42);
+    let contacts: Vec<Contact> = (0..n)
+        .map(|i| make_contact(&mut rng, i, org_count))
+        .collect();
+    let mut ids = Vec::with_capacity(n);
+    let start = Instant::now();
+    for chunk in contacts.chunks(BATCH) {
+        db.write_batch(&me, |batch| {
+            for c in chunk {
+                ids.push(
+                    batch
+                        .create(C, &RecordInput::from_properties(contact_json(c, &org_ids))?)?
+                        .id,
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    let prism_load = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let mut sqlite_rw = open_sqlite(&sqlite_path);
+    sqlite_rw
+        .pragma_update(None, "synchronous", "FULL")
+        .unwrap();
+    let start = Instant::now();
+    for (chunk, chunk_ids) in contacts.chunks(BATCH).zip(ids.chunks(BATCH)) {
+        let tx = sqlite_rw.transaction().unwrap();
+        for (c, id) in chunk.iter().zip(chunk_ids) {
+            sqlite_insert_contact(&tx, *id, c, &org_ids);
+        }
+        tx.commit().unwrap();
+    }
+    let sqlite_load = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    rows.push(Row {
+        op: "bulk load (per record, 10k/batch)",
+        prismdb_us: prism_load,
+        sqlite_us: sqlite_load,
+    });
+    eprintln!("loaded: prismdb {prism_load:.2} µs/record, sqlite {sqlite_load:.2} µs/record");
+
+    // On-disk size after load (SQLite checkpointed into its main file).
+    sqlite_rw
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    let sqlite_wal = sqlite_path.with_extension("sqlite-wal");
+    let prism_bytes = file_bytes(&[&prism_path]) as f64;
+    let sqlite_bytes = file_bytes(&[&sqlite_path, &sqlite_wal]) as f64;
+    rows.push(Row {
+        op: "on-disk size after load (MB)",
+        prismdb_us: prism_bytes / 1e6,
+        sqlite_us: sqlite_bytes / 1e6,
+    });
+
+    let mut pick = Rng(7);
+    let sample: Vec<usize> = (0..20_000.min(n * 4))
+        .map(|_| pick.below(n as u64) as usize)
+        .collect();
+
+    // get by id
+    for &i in sample.iter().take(100) {
+        let ours = db.get(&me, C, ids[i]).unwrap();
+        let theirs = sqlite_rw
+            .query_row(
+                &format!("{SQLITE_ROW} WHERE c.id = ?1 AND c.deleted_at IS NULL"),
+                params![ids[i].as_bytes()],
+                |r| Ok(sqlite_row(r, false)),
+            )
+            .unwrap();
+        assert_eq!(ours.properties["email"], theirs.1["email"]);
+        assert_eq!(ours.properties["tags"], theirs.1["tags"]);
+        assert_eq!(ours.properties["organization"], theirs.1["organization"]);
+    }
+    let p = median_us(sample.len(), 100, |k| {
+        std::hint::black_box(db.get(&me, C, ids[sample[k]]).unwrap());
+    });
+    let mut get_stmt = sqlite_rw
+        .prepare_cached(&format!(
+            "{SQLITE_ROW} WHERE c.id = ?1 AND c.deleted_at IS NULL"
+        ))
+        .unwrap();
+    let s = median_us(sample.len(), 100, |k| {
+        std::hint::black_box(
+            get_stmt
+                .query_row(params![ids[sample[k]].as_bytes()], |r| {
+                    Ok(sqlite_row(r, false))
+                })
+                .unwrap(),
+        );
+    });
+    drop(get_stmt);
+    rows.push(Row {
+        op: "get by id",
+        prismdb_us: p,
+        sqlite_us: s,
+    });
+
+    // find by unique email (case-insensitive in both)
+    for &i in sample.iter().take(100) {
+        let email = contacts[i].email.to_uppercase();
+        assert_eq!(db.find(&me, C, "email", &email).unwrap().id, ids[i]);
+    }
+    let p = median_us(sample.len(), 100, |k| {
+        std::hint::black_box(
+            db.find(&me, C, "email", &contacts[sample[k]].email)
+                .unwrap(),
+        );
+    });
+    let mut find_stmt = sqlite_rw
+        .prepare_cached(&format!(
+            "{SQLITE_ROW} WHERE c.email = ?1 AND c.deleted_at IS NULL"
+        ))
+        .unwrap();
+    let s = median_us(sample.len(), 100, |k| {
+        let (id, _) = find_stmt
+            .query_row(params![contacts[sample[k]].email], |r| {
+                Ok(sqlite_row(r, false))
+            })
+            .unwrap();
+        assert_eq!(id, ids[sample[k]]);
+    });
+    drop(find_stmt);
+    rows.push(Row {
+        op: "find by unique email",
+        prismdb_us: p,
+        sqlite_us: s,
+    });
+
+    // count
+    let ours = db.count(&me, C).unwrap();
+    let theirs: i64 = sqlite_rw
+        .query_row(
+            "SELECT count(*) FROM contacts WHERE deleted_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(ours, theirs as u64);
+    let p = median_us(2000, 100, |_| {
+        std::hint::black_box(db.count(&me, C).unwrap());
+    });
+    let s = median_us(20, 1, |_| {
+        let c: i64 = sqlite_rw
+            .query_row(
+                "SELECT count(*) FROM contacts WHERE deleted_at IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        std::hint::black_box(c);
+    });
+    rows.push(Row {
+        op: "count",
+        prismdb_us: p,
+        sqlite_us: s,
+    });
+
+    // list page by id (50 rows) from positions spread over the table
+    let positions: Vec<usize> = (0..200)
+        .map(|_| pick.below(n.saturating_sub(60).max(1) as u64) as usize)
+        .collect();
+    let cursors = page_cursors(&db, &me, &ids, &positions);
+    let p = median_us(positions.len(), 10, |k| {
+        let request = ListRequest {
+            cursor: cursors[k].clone(),
+            ..ListRequest::first(50)
+        };
+        std::hint::black_box(db.list(&me, C, &request).unwrap());
+    });
+    let mut page_stmt = sqlite_rw
+        .prepare_cached(&format!(
+            "{SQLITE_ROW} WHERE c.id > ?1 AND c.deleted_at IS NULL ORDER BY c.id LIMIT ?2"
+        ))
+        .unwrap();
+    let s = median_us(positions.len(), 10, |k| {
+        let after = positions[k]
+            .checked_sub(1)
+            .map(|i| ids[i].as_bytes().to_vec())
+            .unwrap_or_default();
+        let page: Vec<_> = page_stmt
+            .query_map(params![after, 51], |r| Ok(sqlite_row(r, true)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        std::hint::black_box(page);
+    });
+    rows.push(Row {
+        op: "list page by id (50 rows)",
+        prismdb_us: p,
+        sqlite_us: s,
+    });
+
+    // walk all pages (1,000 rows each)
+    let start = Instant::now();
+    let mut request = ListRequest::first(1000);
+    let mut walked = Vec::with_capacity(n);
+    loop {
+        let page = db.list(&me, C, &request).unwrap();
+        walked.extend(
+            page.rows
+                .iter()
+                .map(|r| (r.id, r.properties["email"].clone())),
+        );
+        match page.next_cursor {
+            Some(c) => request.cursor = Some(c),
+            None => break,
+        }
+    }
+    let p = start.elapsed().as_secs_f64() * 1e6;
+    let start = Instant::now();
+    let mut after: Vec<u8> = Vec::new();
+    let mut sqlite_walked = 0usize;
+    loop {
+        let page: Vec<_> = page_stmt
+            .query_map(params![after, 1001], |r| Ok(sqlite_row(r, true)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let take = page.len().min(1000);
+        for (k, (id, props)) in page.iter().take(take).enumerate() {
+            assert_eq!(walked[sqlite_walked + k].0, *id);
+            assert_eq!(walked[sqlite_walked + k].1, props["email"]);
+        }
+        sqlite_walked += take;
+        if page.len() <= 1000 {
+            break;
+        }
+        after = page[999].0.as_bytes().to_vec();
+    }
+    assert_eq!(sqlite_walked, walked.len());
+    let s = start.elapsed().as_secs_f64() * 1e6;
+    drop(page_stmt);
+    rows.push(Row {
+        op: "walk all pages (1,000 rows each; total)",
+        prismdb_us: p,
+        sqlite_us: s,
+    });
+
+    // patch (no fsync in either: prismdb Eventual, SQLite WAL synchronous=NORMAL)
+    sqlite_rw
+        .pragma_update(None, "synchronous", "NORMAL")
+        .unwrap();
+    let p = median_us(2000, 50, |k| {
+        let i = sample[k];
+        let input = RecordInput::from_properties(
+            json!({"name": format!("Renamed {k}"), "score": k as i64 % 1000}),
+        )
+        .unwrap();
+        db.write_batch_with(&me, Durability::Eventual, |b| b.patch(C, ids[i], &input))
+            .unwrap();
+    });
+    let s = median_us(2000, 50, |k| {
+        let i = sample[k];
+        let changed = sqlite_rw
+            .prepare_cached("UPDATE contacts SET name = ?1, score = ?2, updated_at = ?3 WHERE id = ?4 AND deleted_at IS NULL")
+            .unwrap()
+            .execute(params![format!("Renamed {k}"), k as i64 % 1000, now_micros(), ids[i].as_bytes()])
+            .unwrap();
+        assert_eq!(changed, 1);
+    });
+    rows.push(Row {
+        op: "patch (no fsync)",
+        prismdb_us: p,
+        sqlite_us: s,
+    });
+
+    // durable single create (prismdb Immediate, SQLite synchronous=FULL)
+    sqlite_rw
+        .pragma_update(None, "synchronous", "FULL")
+        .unwrap();
+    let extra: Vec<Contact> = (0..200)
+        .map(|i| make_contact(&mut rng, n + i, org_count))
+        .collect();
+    let mut new_ids = Vec::new();
+    let p = median_us(extra.len(), 10, |k| {
+        new_ids.push(
+            db.create(
+                &me,
+                C,
+                &RecordInput::from_properties(contact_json(&extra[k], &org_ids)).unwrap(),
+            )
+            .unwrap()
+            .id,
+        );
+    });
+    let s = median_us(extra.len(), 10, |k| {
+        let tx = sqlite_rw.transaction().unwrap();
+        sqlite_insert_contact(&tx, new_ids[k], &extra[k], &org_ids);
+        tx.commit().unwrap();
+    });
+    rows.push(Row {
+        op: "durable single create",
+        prismdb_us: p,
+        sqlite_us: s,
+    });
+
+    report(&rows, n);
+}
+
+/// The cursor that starts a page at each position (None for position 0).
+fn page_cursors(
+    db: &Database,
+    me: &Principal,
+    ids: &[Uuid],
+    positions: &[usize],
+) -> Vec<Option<String>> {
+    let wanted: BTreeMap<usize, ()> = positions.iter().map(|p| (*p, ())).collect();
+    let mut by_position = BTreeMap::new();
+    let mut request = ListRequest::first(1);
+    let mut position = 0;
+    // Cursors are only handed out by pages, so walk single rows up to each wanted position.
+    // To keep this cheap, walk with pages that end exactly before each wanted position.
+    for &target in wanted.keys() {
+        if target == 0 {
+            by_position.insert(0, None);
+            continue;
+        }
+        while position < target {
+            let step = (target - position).min(1000) as u32;
+            request.limit = Some(step);
+            let page = db.list(me, C, &request).unwrap();
+            position += page.rows.len();
+            assert_eq!(page.rows.last().unwrap().id, ids[position - 1]);
+            request.cursor = page.next_cursor;
+        }
+        by_position.insert(target, request.cursor.clone());
+    }
+    positions.iter().map(|p| by_position[p].clone()).collect()
+}
+
+fn report(rows: &[Row], n: usize) {
+    println!("\nprismdb vs SQLite, {n} contacts (median µs per operation; ratio = SQLite / prismdb, higher is better)\n");
+    println!("| operation | prismdb | SQLite | ratio |");
+    println!("|---|---:|---:|---:|");
+    let mut json_rows = Vec::new();
+    for row in rows {
+        let ratio = row.sqlite_us / row.prismdb_us;
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2}× |",
+            row.op, row.prismdb_us, row.sqlite_us, ratio
+        );
+        json_rows.push(json!({"op": row.op, "prismdb_us": row.prismdb_us, "sqlite_us": row.sqlite_us, "ratio": ratio}));
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("vs_sqlite.json");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, serde_json::to_string_pretty(&json_rows).unwrap()).unwrap();
+    println!("\nwritten to {}", out.display());
+}
