@@ -1,6 +1,7 @@
 //! The codec module: how a record is laid out in storage.
 //!
-//! A stored record is one format byte followed by a MessagePack array (rmp-serde): the
+//! A stored record is one format byte, one flags byte (bit 0: in the trash, so liveness is
+//! known without decoding) and a MessagePack array (rmp-serde): the
 //! record's ordinal, its system fields and its property map as (property number, value)
 //! pairs. Property slugs and option slugs never appear in stored records, so renaming an
 //! option rewrites no record and keys stay short.
@@ -83,7 +84,7 @@ impl StoredRecord {
 
 /// Encodes a record for storage.
 pub(crate) fn encode_record(record: &StoredRecord) -> Result<Vec<u8>> {
-    let mut out = vec![RECORD_FORMAT];
+    let mut out = vec![RECORD_FORMAT, u8::from(!record.is_live())];
     rmp_serde::encode::write(&mut out, record)
         .map_err(|e| Error::Internal(format!("cannot encode record: {e}")))?;
     Ok(out)
@@ -93,18 +94,28 @@ pub(crate) fn encode_record(record: &StoredRecord) -> Result<Vec<u8>> {
 /// gives an `internal` error saying the record is damaged; it never panics.
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<StoredRecord> {
     let damaged = |why: String| Error::Internal(format!("stored record is damaged: {why}"));
-    let (format, body) = bytes
-        .split_first()
-        .ok_or_else(|| damaged("empty value".into()))?;
-    if *format != RECORD_FORMAT {
-        return Err(damaged(format!("unknown record format {format}")));
+    let trashed = is_trashed(bytes)?;
+    let record: StoredRecord =
+        rmp_serde::from_slice(&bytes[2..]).map_err(|e| damaged(e.to_string()))?;
+    if record.is_live() == trashed {
+        return Err(damaged("trash flag disagrees with deleted_at".into()));
     }
-    let record: StoredRecord = rmp_serde::from_slice(body).map_err(|e| damaged(e.to_string()))?;
     let ordered = record.props.windows(2).all(|w| w[0].0 < w[1].0);
     if !ordered {
         return Err(damaged("property numbers out of order".into()));
     }
     Ok(record)
+}
+
+/// Whether the stored record in `bytes` is in the trash, read from its header alone.
+pub(crate) fn is_trashed(bytes: &[u8]) -> Result<bool> {
+    let damaged = |why: String| Error::Internal(format!("stored record is damaged: {why}"));
+    match bytes {
+        [RECORD_FORMAT, flags @ (0 | 1), ..] => Ok(*flags == 1),
+        [RECORD_FORMAT, flags, ..] => Err(damaged(format!("unknown flags {flags}"))),
+        [format, ..] => Err(damaged(format!("unknown record format {format}"))),
+        [] => Err(damaged("empty value".into())),
+    }
 }
 
 #[cfg(test)]

@@ -284,6 +284,11 @@ impl Database {
         self.write_one(|tx| crate::trash::purge(tx, tx.now.saturating_sub(retention)))
     }
 
+    /// Where the bytes of the file go (data, structure, free space).
+    pub fn storage_stats(&self) -> Result<crate::storage::StorageStats> {
+        self.store.stats()
+    }
+
     /// Rewrites the file without its free pages; returns whether space was reclaimed.
     pub fn compact(&mut self) -> Result<bool> {
         self.store.compact()

@@ -50,7 +50,7 @@ pub use integrity::IntegrityReport;
 pub use model::{parse_id, ObjectType, Principal, Role};
 pub use record::{ListRequest, Page, Record, RecordInput, DEFAULT_LIMIT, MAX_LIMIT};
 pub use schema::{Catalog, Kind, OptionSpec, Property, PropertyChange, PropertySpec, SelectOption};
-pub use storage::Durability;
+pub use storage::{Durability, StorageStats};
 
 /// Decoders exposed for the fuzz targets in `fuzz/`: each must return an error, never
 /// panic, on any input.

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use uuid::{NoContext, Timestamp, Uuid};
 
 use crate::access;
-use crate::codec::{decode_record, encode_record, StoredRecord, StoredValue};
+use crate::codec::{decode_record, encode_record, is_trashed, StoredRecord, StoredValue};
 use crate::cursor::{self, Cursor};
 use crate::error::{Error, Result};
 use crate::index;
@@ -375,8 +375,8 @@ fn live_rows(
     let end = end_key.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
     let mut rows = Vec::with_capacity(want);
     kv.scan(start, end, false, |key, value| {
-        let record = decode_record(value)?;
-        if record.is_live() {
+        if !is_trashed(value)? {
+            let record = decode_record(value)?;
             rows.extend(keys::trailing_id(key).map(|id| (id, record)));
         }
         Ok(rows.len() < want)
@@ -469,7 +469,7 @@ fn check_reference(
     id: u128,
 ) -> Result<()> {
     let live = match view.scope(team, target)? {
-        Some(scope) => load(view.kv(), scope, id)?.is_some_and(|r| r.is_live()),
+        Some(scope) => view.kv().get_with(&scope.record(id), is_trashed)? == Some(Ok(false)),
         None => false,
     };
     if live {

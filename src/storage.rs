@@ -29,6 +29,21 @@ pub enum Durability {
     Eventual,
 }
 
+/// Where the bytes of the file go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Bytes in allocated pages.
+    pub allocated_bytes: u64,
+    /// Bytes of keys and values stored.
+    pub stored_bytes: u64,
+    /// Bytes of B-tree structure (page headers, offsets, branch pages).
+    pub metadata_bytes: u64,
+    /// Bytes allocated but holding nothing (partly filled and free pages).
+    pub fragmented_bytes: u64,
+    /// Height of the B-tree.
+    pub tree_height: u32,
+}
+
 /// An open redb database holding prismdb's one table.
 pub(crate) struct Store {
     db: redb::Database,
@@ -112,6 +127,23 @@ impl Store {
                 Err(err)
             }
         }
+    }
+
+    /// Page-level statistics of the file: what is data, what is free.
+    pub fn stats(&self) -> Result<StorageStats> {
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| internal("begin write", e))?;
+        let stats = txn.stats().map_err(|e| internal("stats", e))?;
+        txn.abort().map_err(|e| internal("abort", e))?;
+        Ok(StorageStats {
+            allocated_bytes: stats.allocated_pages() * stats.page_size() as u64,
+            stored_bytes: stats.stored_bytes(),
+            metadata_bytes: stats.metadata_bytes(),
+            fragmented_bytes: stats.fragmented_bytes(),
+            tree_height: stats.tree_height(),
+        })
     }
 
     /// Rewrites the file to drop free pages; returns whether anything was reclaimed.

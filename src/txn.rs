@@ -113,7 +113,7 @@ pub(crate) trait View {
     /// A catalog changed by this transaction and not yet stored, if any.
     fn pending_catalog(&self, team: Uuid, ty: ObjectType) -> Option<Arc<Catalog>>;
 
-    /// Whether catalogs read here may be put in the shared cache (committed state only).
+    /// Whether team numbers read here may be put in the shared cache (committed state only).
     fn may_cache(&self) -> bool;
 
     /// The number of `team`, or `None` if the team has never written anything.
@@ -137,34 +137,40 @@ pub(crate) trait View {
     }
 
     /// The catalog of (`team`, `ty`): stored, pending, or the default one.
+    ///
+    /// The shared cache is checked against the version stored in this view, so the catalog
+    /// returned is always the one of this view's own state. Versions of one (team, type)
+    /// only grow and the cache only learns committed catalogs (a transaction's own changes
+    /// stay pending in it), so equal versions mean equal catalogs.
     fn catalog(&self, team: Uuid, ty: ObjectType) -> Result<Arc<Catalog>> {
         if let Some(pending) = self.pending_catalog(team, ty) {
             return Ok(pending);
         }
-        let stored = match self.team(team)? {
-            Some(number) => {
-                let key = Scope { team: number, ty }.prefix(keys::SCHEMA);
-                self.kv().get(&key)?
-            }
+        let key = self
+            .team(team)?
+            .map(|number| Scope { team: number, ty }.prefix(keys::SCHEMA));
+        let stored_version = match &key {
+            Some(key) => self.kv().get_with(key, catalog_version)?,
             None => None,
         };
-        let version = stored.as_deref().map_or(Some(0), catalog_version);
+        let version = match stored_version {
+            Some(Some(v)) => v,
+            Some(None) => return Err(Error::Internal("stored schema catalog is damaged".into())),
+            None => 0,
+        };
         let cached = self.shared().catalogs.lock().get(&(team, ty)).cloned();
-        if let (Some(cached), Some(version)) = (cached, version) {
-            if cached.version == version {
-                return Ok(cached);
-            }
+        if let Some(cached) = cached.filter(|c| c.version == version) {
+            return Ok(cached);
         }
-        let catalog = Arc::new(match stored {
-            Some(bytes) => decode_catalog(&bytes)?,
-            None => Catalog::default_for(team, ty),
-        });
-        if self.may_cache() {
-            self.shared()
-                .catalogs
-                .lock()
-                .insert((team, ty), catalog.clone());
-        }
+        let stored = match (&key, stored_version) {
+            (Some(key), Some(_)) => self.kv().get_with(key, decode_catalog)?.transpose()?,
+            _ => None,
+        };
+        let catalog = Arc::new(stored.unwrap_or_else(|| Catalog::default_for(team, ty)));
+        self.shared()
+            .catalogs
+            .lock()
+            .insert((team, ty), catalog.clone());
         Ok(catalog)
     }
 }
