@@ -530,8 +530,10 @@ fn insert_new(
     })?;
     counters.last_id = id;
     counters.live += 1;
-    store(tx, scope, id, &record)?;
-    tx.writer().put(&scope.ord(record.ord), &id.to_be_bytes())?;
+    let bytes = encode_record(&record)?;
+    tx.writer().put_new(&scope.record(id), &bytes)?;
+    tx.writer()
+        .put_new(&scope.ord(record.ord), &id.to_be_bytes())?;
     index::add_entries(tx.writer(), scope, catalog, id, &record)?;
     tx.bitmap_set(scope, keys::LIVE, record.ord, true)?;
     tx.set_counters(scope, counters);

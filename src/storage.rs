@@ -9,6 +9,7 @@
 //! [`Reader`] / [`Writer`] and the [`Kv`] trait that both implement, so that read logic
 //! runs unchanged inside a write transaction and sees that transaction's own writes.
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 
@@ -114,8 +115,12 @@ impl Store {
             let table = txn
                 .open_table(TABLE)
                 .map_err(|e| internal("open table", e))?;
-            let mut writer = Writer { table };
-            body(&mut writer)
+            let mut writer = Writer {
+                table,
+                pending: BTreeMap::new(),
+                pending_bytes: 0,
+            };
+            body(&mut writer).and_then(|value| writer.flush().map(|()| value))
         };
         match outcome {
             Ok(value) => {
@@ -262,29 +267,138 @@ impl Kv for Reader {
 }
 
 /// The open table of a write transaction. Reads see the transaction's own writes.
+///
+/// Writes are held in a sorted buffer and applied to redb in key order when the transaction
+/// ends (or when the buffer grows past [`FLUSH_BYTES`]), so the tree's pages are visited in
+/// order. Keys written with [`Writer::put_new`] (new records and ordinals: ids only grow, so
+/// they land together at the end of their range) go in through one redb cursor per run,
+/// which packs them into full leaves instead of splitting a leaf in half at every insert.
 pub(crate) struct Writer<'txn> {
     table: redb::Table<'txn, &'static [u8], &'static [u8]>,
+    pending: BTreeMap<Vec<u8>, Held>,
+    pending_bytes: usize,
 }
+
+/// A write held until the flush.
+enum Held {
+    /// Store this value (replacing any).
+    Put(Vec<u8>),
+    /// Store this value under a key the caller knows is not stored yet.
+    New(Vec<u8>),
+    /// Remove the key.
+    Delete,
+}
+
+impl Held {
+    fn value(&self) -> Option<&[u8]> {
+        match self {
+            Held::Put(v) | Held::New(v) => Some(v),
+            Held::Delete => None,
+        }
+    }
+}
+
+/// Held writes past this many bytes are applied early (still inside the transaction).
+const FLUSH_BYTES: usize = 64 << 20;
 
 impl Writer<'_> {
     /// Stores `value` under `key`, replacing what was there.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.table
-            .insert(key, value)
-            .map_err(|e| internal("insert", e))?;
+        self.hold(key, Held::Put(value.to_vec()))
+    }
+
+    /// Stores `value` under `key`, which the caller knows holds nothing yet (a fresh id).
+    /// The flush fails with `internal` if the key turns out to exist.
+    pub fn put_new(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let held = match self.pending.get(key) {
+            Some(_) => Held::Put(value.to_vec()),
+            None => Held::New(value.to_vec()),
+        };
+        self.hold(key, held)
+    }
+
+    /// Removes `key` if present.
+    pub fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.hold(key, Held::Delete)
+    }
+
+    fn hold(&mut self, key: &[u8], held: Held) -> Result<()> {
+        self.pending_bytes += key.len() + held.value().map_or(0, <[u8]>::len) + 32;
+        self.pending.insert(key.to_vec(), held);
+        if self.pending_bytes > FLUSH_BYTES {
+            self.flush()?;
+        }
         Ok(())
     }
 
-    /// Removes `key`; returns whether it was present.
-    pub fn delete(&mut self, key: &[u8]) -> Result<bool> {
-        let old = self.table.remove(key).map_err(|e| internal("remove", e))?;
-        Ok(old.is_some())
+    /// Applies the held writes to redb in key order.
+    pub fn flush(&mut self) -> Result<()> {
+        let mut held = std::mem::take(&mut self.pending).into_iter().peekable();
+        self.pending_bytes = 0;
+        while let Some((key, write)) = held.next() {
+            match write {
+                Held::Put(value) => {
+                    self.table
+                        .insert(key.as_slice(), value.as_slice())
+                        .map_err(|e| internal("insert", e))?;
+                }
+                Held::Delete => {
+                    self.table
+                        .remove(key.as_slice())
+                        .map_err(|e| internal("remove", e))?;
+                }
+                Held::New(value) => {
+                    let mut run = vec![(key, value)];
+                    while let Some((_, Held::New(_))) = held.peek() {
+                        if let Some((k, Held::New(v))) = held.next() {
+                            run.push((k, v));
+                        }
+                    }
+                    self.insert_run(run)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts new keys, ascending, through a cursor; moves the cursor only when the next
+    /// key belongs to another gap of the tree.
+    fn insert_run(&mut self, run: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        let mut entries = run.into_iter().peekable();
+        while let Some((first, _)) = entries.peek() {
+            let mut cursor = self
+                .table
+                .lower_bound_mut(Bound::Included(first.as_slice()))
+                .map_err(|e| internal("seek", e))?;
+            let mut inserted = 0;
+            while let Some((key, value)) = entries.peek() {
+                match cursor.insert_before(key.as_slice(), value.as_slice()) {
+                    Ok(()) => {
+                        inserted += 1;
+                        entries.next();
+                    }
+                    Err(redb::CursorError::UnorderedKey) if inserted > 0 => break,
+                    Err(redb::CursorError::UnorderedKey) => {
+                        return Err(Error::Internal(format!(
+                            "storage: a new key is already stored ({} bytes)",
+                            key.len()
+                        )))
+                    }
+                    Err(e) => return Err(internal("ordered insert", e)),
+                }
+            }
+            cursor.close().map_err(|e| internal("close cursor", e))?;
+        }
+        Ok(())
     }
 }
 
 impl Kv for Writer<'_> {
     fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
-        get_in(&self.table, key, f)
+        match self.pending.get(key) {
+            Some(held) => Ok(held.value().map(f)),
+            None => get_in(&self.table, key, f),
+        }
     }
 
     fn scan(
@@ -294,7 +408,85 @@ impl Kv for Writer<'_> {
         reverse: bool,
         f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
-        scan_in(&self.table, start, end, reverse, f)
+        if self.pending.is_empty() {
+            return scan_in(&self.table, start, end, reverse, f);
+        }
+        let held = self.pending.range::<[u8], _>((start, end));
+        let stored = self
+            .table
+            .range::<&[u8]>((start, end))
+            .map_err(|e| internal("range", e))?;
+        if reverse {
+            merge(held.rev(), stored.rev(), true, f)
+        } else {
+            merge(held, stored, false, f)
+        }
+    }
+}
+
+/// Visits the union of held writes and stored entries in key order (descending if
+/// `reverse`); a held write hides the stored entry of the same key, a held deletion hides it
+/// altogether.
+fn merge<'h, 's, H, S>(
+    held: H,
+    stored: S,
+    reverse: bool,
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+) -> Result<()>
+where
+    H: Iterator<Item = (&'h Vec<u8>, &'h Held)>,
+    S: Iterator<
+        Item = std::result::Result<
+            (
+                redb::AccessGuard<'s, &'static [u8]>,
+                redb::AccessGuard<'s, &'static [u8]>,
+            ),
+            redb::StorageError,
+        >,
+    >,
+{
+    let mut held = held.peekable();
+    let mut stored = stored.peekable();
+    loop {
+        if let Some(Err(_)) = stored.peek() {
+            let err = stored.next().and_then(|e| e.err());
+            return Err(internal(
+                "range step",
+                err.map_or_else(String::new, |e| e.to_string()),
+            ));
+        }
+        let stored_key = match stored.peek() {
+            Some(Ok((k, _))) => Some(k.value()),
+            _ => None,
+        };
+        let held_key = held.peek().map(|(k, _)| k.as_slice());
+        let take_held = match (held_key, stored_key) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(h), Some(s)) if h == s => {
+                stored.next();
+                true
+            }
+            (Some(h), Some(s)) => (h < s) != reverse,
+        };
+        let go_on = if take_held {
+            match held
+                .next()
+                .and_then(|(key, write)| Some((key, write.value()?)))
+            {
+                Some((key, value)) => f(key, value)?,
+                None => true,
+            }
+        } else {
+            match stored.next() {
+                Some(Ok((key, value))) => f(key.value(), value.value())?,
+                _ => true,
+            }
+        };
+        if !go_on {
+            return Ok(());
+        }
     }
 }
 
@@ -325,5 +517,91 @@ mod tests {
             store.read().unwrap().get(b"a").unwrap(),
             Some(b"2".to_vec())
         );
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Put(u8, u8),
+        PutNew(u8, u8),
+        Delete(u8),
+        Flush,
+        Commit,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Op::Put(k % 64, v)),
+            6 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Op::PutNew(k % 64, v)),
+            3 => any::<u8>().prop_map(|k| Op::Delete(k % 64)),
+            1 => Just(Op::Flush),
+            1 => Just(Op::Commit),
+        ]
+    }
+
+    fn key(k: u8) -> Vec<u8> {
+        // Two-byte keys with shared prefixes, so runs and gaps both occur.
+        vec![k / 8, k % 8]
+    }
+
+    fn all(kv: &impl Kv, reverse: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        kv.scan(Bound::Unbounded, Bound::Unbounded, reverse, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            Ok(true)
+        })
+        .unwrap();
+        out
+    }
+
+    proptest::proptest! {
+        /// Reads inside a write transaction (held writes merged over stored entries, in both
+        /// directions) and the state after commit always equal a BTreeMap model.
+        #[test]
+        fn held_writes_read_and_apply_like_a_map(ops in proptest::collection::vec(op(), 1..200)) {
+            let store = Store::in_memory().unwrap();
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            for chunk in ops.split(|o| matches!(o, Op::Commit)) {
+                store.write(Durability::Eventual, |w| {
+                    for op in chunk {
+                        match op {
+                            Op::Put(k, v) => {
+                                w.put(&key(*k), &[*v])?;
+                                model.insert(key(*k), vec![*v]);
+                            }
+                            Op::PutNew(k, v) if !model.contains_key(&key(*k)) => {
+                                w.put_new(&key(*k), &[*v])?;
+                                model.insert(key(*k), vec![*v]);
+                            }
+                            Op::PutNew(..) => {}
+                            Op::Delete(k) => {
+                                w.delete(&key(*k))?;
+                                model.remove(&key(*k));
+                            }
+                            Op::Flush => w.flush()?,
+                            Op::Commit => {}
+                        }
+                        let expected: Vec<_> = model.clone().into_iter().collect();
+                        assert_eq!(all(&*w, false), expected);
+                        let mut backwards = expected;
+                        backwards.reverse();
+                        assert_eq!(all(&*w, true), backwards);
+                        let probe = key(op_key(op));
+                        assert_eq!(w.get(&probe)?, model.get(&probe).cloned());
+                    }
+                    Ok(())
+                })
+                .unwrap();
+                let expected: Vec<_> = model.clone().into_iter().collect();
+                proptest::prop_assert_eq!(all(&store.read().unwrap(), false), expected);
+            }
+        }
+    }
+
+    fn op_key(op: &Op) -> u8 {
+        match op {
+            Op::Put(k, _) | Op::PutNew(k, _) | Op::Delete(k) => *k,
+            _ => 0,
+        }
     }
 }
