@@ -13,7 +13,7 @@
 //! | `RECORD` | tag, team, type, id (16) | stored record (see `codec`) |
 //! | `ORD` | tag, team, type, ordinal (4) | id (16) |
 //! | `VALUE` | tag, team, type, property (2), memcomparable value, id (16) | ordinal (4) |
-//! | `BITMAP` | tag, team, type, bitmap name, chunk (2) | roaring bitmap of that chunk |
+//! | `BITMAP` | tag, team, type, bitmap name, chunk (4) | that chunk's 4,096 ordinals |
 
 use crate::model::ObjectType;
 
@@ -95,7 +95,7 @@ impl Scope {
     }
 
     /// The key of chunk `chunk` of bitmap `name`.
-    pub fn bitmap_chunk(self, name: &[u8], chunk: u16) -> Vec<u8> {
+    pub fn bitmap_chunk(self, name: &[u8], chunk: u32) -> Vec<u8> {
         let mut key = self.bitmap_prefix(name);
         key.extend_from_slice(&chunk.to_be_bytes());
         key

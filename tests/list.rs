@@ -229,3 +229,47 @@ fn the_trash_pages_the_same_way() {
     let expected: Vec<_> = ids.iter().step_by(2).copied().collect();
     assert_eq!(seen, expected);
 }
+
+#[test]
+fn trash_and_counts_span_many_bitmap_chunks() {
+    let (db, me) = setup();
+    let ids = db
+        .write_batch(&me, |batch| {
+            (0..9_000)
+                .map(|i| {
+                    Ok(batch
+                        .create(
+                            ObjectType::Contact,
+                            &input(json!({"name": format!("c{i}")})),
+                        )?
+                        .id)
+                })
+                .collect::<prismdb::Result<Vec<_>>>()
+        })
+        .unwrap();
+    let doomed: Vec<_> = ids.iter().copied().step_by(7).collect();
+    db.write_batch(&me, |batch| {
+        doomed
+            .iter()
+            .try_for_each(|id| batch.delete(ObjectType::Contact, *id))
+    })
+    .unwrap();
+    common::assert_consistent(&db);
+    assert_eq!(
+        db.count(&me, ObjectType::Contact).unwrap(),
+        (ids.len() - doomed.len()) as u64
+    );
+    let mut request = ListRequest::first(1000);
+    let mut trashed = Vec::new();
+    loop {
+        let page = db.trash(&me, ObjectType::Contact, &request).unwrap();
+        trashed.extend(page.rows.iter().map(|r| r.id));
+        match page.next_cursor {
+            Some(c) => request.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(trashed, doomed);
+    db.restore(&me, ObjectType::Contact, doomed[1000]).unwrap();
+    common::assert_consistent(&db);
+}
