@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 const RECORD_FORMAT: u8 = 1;
 
 /// A property value in its stored form.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum StoredValue {
     /// text, email, url, phone.
     Str(String),
@@ -51,8 +51,85 @@ pub(crate) struct StoredRecord {
     pub is_user_object: bool,
     /// The reference's opaque `list` member, as JSON text.
     pub list: Option<String>,
-    /// (property number, value), ordered by property number, no repeats.
+    /// (property number, value), ordered by property number, no repeats. Stored as one flat
+    /// array `[number, kind tag, value, number, kind tag, value, …]` (see [`props_serde`]).
+    #[serde(with = "props_serde")]
     pub props: Vec<(u16, StoredValue)>,
+}
+
+/// The flat layout of a record's properties: three array elements per property, the value
+/// kind as a one-byte tag. (rmp-serde would write each enum value as a one-entry map keyed by
+/// the variant's name: 4–6 bytes more per property.)
+mod props_serde {
+    use std::fmt;
+
+    use serde::de::{Error as _, SeqAccess, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserializer, Serializer};
+
+    use super::StoredValue;
+
+    pub fn serialize<S: Serializer>(props: &[(u16, StoredValue)], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(props.len() * 3))?;
+        for (pid, value) in props {
+            seq.serialize_element(pid)?;
+            match value {
+                StoredValue::Str(v) => (seq.serialize_element(&0u8)?, seq.serialize_element(v)?),
+                StoredValue::Int(v) => (seq.serialize_element(&1u8)?, seq.serialize_element(v)?),
+                StoredValue::Float(v) => (seq.serialize_element(&2u8)?, seq.serialize_element(v)?),
+                StoredValue::Bool(v) => (seq.serialize_element(&3u8)?, seq.serialize_element(v)?),
+                StoredValue::Time(v) => (seq.serialize_element(&4u8)?, seq.serialize_element(v)?),
+                StoredValue::Option(v) => (seq.serialize_element(&5u8)?, seq.serialize_element(v)?),
+                StoredValue::Options(v) => {
+                    (seq.serialize_element(&6u8)?, seq.serialize_element(v)?)
+                }
+                StoredValue::Ref(v) => (seq.serialize_element(&7u8)?, seq.serialize_element(v)?),
+            };
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(u16, StoredValue)>, D::Error> {
+        d.deserialize_seq(PropsVisitor)
+    }
+
+    struct PropsVisitor;
+
+    fn next<'de, A: SeqAccess<'de>, T: serde::Deserialize<'de>>(
+        seq: &mut A,
+    ) -> Result<T, A::Error> {
+        seq.next_element()?
+            .ok_or_else(|| A::Error::custom("property list ends inside a property"))
+    }
+
+    impl<'de> Visitor<'de> for PropsVisitor {
+        type Value = Vec<(u16, StoredValue)>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a flat array of (property, tag, value) triples")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut props = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(3 * 64) / 3);
+            while let Some(pid) = seq.next_element::<u16>()? {
+                let value = match next::<A, u8>(&mut seq)? {
+                    0 => StoredValue::Str(next(&mut seq)?),
+                    1 => StoredValue::Int(next(&mut seq)?),
+                    2 => StoredValue::Float(next(&mut seq)?),
+                    3 => StoredValue::Bool(next(&mut seq)?),
+                    4 => StoredValue::Time(next(&mut seq)?),
+                    5 => StoredValue::Option(next(&mut seq)?),
+                    6 => StoredValue::Options(next(&mut seq)?),
+                    7 => StoredValue::Ref(next(&mut seq)?),
+                    tag => return Err(A::Error::custom(format!("unknown value tag {tag}"))),
+                };
+                props.push((pid, value));
+            }
+            Ok(props)
+        }
+    }
 }
 
 impl StoredRecord {
@@ -147,6 +224,25 @@ mod tests {
             decode_record(&encode_record(&record).unwrap()).unwrap(),
             record
         );
+    }
+
+    #[test]
+    fn every_value_kind_round_trips_compactly() {
+        let mut record = sample();
+        record.props = vec![
+            (1, StoredValue::Str("x".into())),
+            (2, StoredValue::Int(-5)),
+            (3, StoredValue::Float(0.25)),
+            (4, StoredValue::Bool(true)),
+            (5, StoredValue::Time(1_790_000_000_000_000)),
+            (6, StoredValue::Option(3)),
+            (7, StoredValue::Options(vec![])),
+            (8, StoredValue::Ref(7)),
+        ];
+        let bytes = encode_record(&record).unwrap();
+        assert_eq!(decode_record(&bytes).unwrap(), record);
+        // the property list costs a pid, a tag and the value: no variant names
+        assert!(!bytes.windows(3).any(|w| w == b"Str"));
     }
 
     #[test]
