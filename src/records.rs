@@ -73,7 +73,7 @@ fn render(
     refs: RefStyle<'_>,
 ) -> Record {
     let wanted = |slug: &str| selection.is_none_or(|s| s.iter().any(|w| w == slug));
-    let mut properties = Map::new();
+    let mut properties = Map::with_capacity(record.props.len() + 2);
     for (pid, value) in &record.props {
         let Some(prop) = catalog.by_pid(*pid) else {
             continue;
