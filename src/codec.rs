@@ -63,7 +63,7 @@ pub(crate) struct StoredRecord {
 mod props_serde {
     use std::fmt;
 
-    use serde::de::{Error as _, SeqAccess, Visitor};
+    use serde::de::{DeserializeSeed, Error as _, IgnoredAny, SeqAccess, Visitor};
     use serde::ser::SerializeSeq;
     use serde::{Deserializer, Serializer};
 
@@ -114,22 +114,90 @@ mod props_serde {
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             let mut props = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(3 * 64) / 3);
             while let Some(pid) = seq.next_element::<u16>()? {
-                let value = match next::<A, u8>(&mut seq)? {
-                    0 => StoredValue::Str(next(&mut seq)?),
-                    1 => StoredValue::Int(next(&mut seq)?),
-                    2 => StoredValue::Float(next(&mut seq)?),
-                    3 => StoredValue::Bool(next(&mut seq)?),
-                    4 => StoredValue::Time(next(&mut seq)?),
-                    5 => StoredValue::Option(next(&mut seq)?),
-                    6 => StoredValue::Options(next(&mut seq)?),
-                    7 => StoredValue::Ref(next(&mut seq)?),
-                    tag => return Err(A::Error::custom(format!("unknown value tag {tag}"))),
-                };
-                props.push((pid, value));
+                let tag = next::<A, u8>(&mut seq)?;
+                props.push((pid, read_value(tag, &mut seq)?));
             }
             Ok(props)
         }
     }
+
+    /// Reads the value that follows kind tag `tag`.
+    fn read_value<'de, A: SeqAccess<'de>>(tag: u8, seq: &mut A) -> Result<StoredValue, A::Error> {
+        Ok(match tag {
+            0 => StoredValue::Str(next(seq)?),
+            1 => StoredValue::Int(next(seq)?),
+            2 => StoredValue::Float(next(seq)?),
+            3 => StoredValue::Bool(next(seq)?),
+            4 => StoredValue::Time(next(seq)?),
+            5 => StoredValue::Option(next(seq)?),
+            6 => StoredValue::Options(next(seq)?),
+            7 => StoredValue::Ref(next(seq)?),
+            tag => return Err(A::Error::custom(format!("unknown value tag {tag}"))),
+        })
+    }
+
+    /// Reads one property's value out of a stored record, skipping (without allocating)
+    /// everything else: what a page needs of each referenced record is its name.
+    pub(super) struct OneValue(pub u16);
+
+    impl<'de> Visitor<'de> for OneValue {
+        type Value = Option<StoredValue>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a stored record")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            for _ in 0..super::RECORD_FIELDS - 1 {
+                next::<A, IgnoredAny>(&mut seq)?;
+            }
+            seq.next_element_seed(PropsOf(self.0))?
+                .ok_or_else(|| A::Error::custom("stored record has no property list"))
+        }
+    }
+
+    struct PropsOf(u16);
+
+    impl<'de> DeserializeSeed<'de> for PropsOf {
+        type Value = Option<StoredValue>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for PropsOf {
+        type Value = Option<StoredValue>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a flat array of (property, tag, value) triples")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(pid) = seq.next_element::<u16>()? {
+                let tag = next::<A, u8>(&mut seq)?;
+                if pid == self.0 {
+                    found = Some(read_value(tag, &mut seq)?);
+                } else {
+                    next::<A, IgnoredAny>(&mut seq)?;
+                }
+            }
+            Ok(found)
+        }
+    }
+}
+
+/// The number of fields of [`StoredRecord`] (its array length in storage).
+const RECORD_FIELDS: usize = 8;
+
+/// Decodes only the value of property `pid` of a stored record (`None` if it has none).
+/// Errors like [`decode_record`] on damaged bytes.
+pub(crate) fn decode_value(bytes: &[u8], pid: u16) -> Result<Option<StoredValue>> {
+    is_trashed(bytes)?;
+    let mut de = rmp_serde::Deserializer::from_read_ref(&bytes[2..]);
+    serde::Deserializer::deserialize_seq(&mut de, props_serde::OneValue(pid))
+        .map_err(|e| Error::Internal(format!("stored record is damaged: {e}")))
 }
 
 impl StoredRecord {
@@ -243,6 +311,22 @@ mod tests {
         assert_eq!(decode_record(&bytes).unwrap(), record);
         // the property list costs a pid, a tag and the value: no variant names
         assert!(!bytes.windows(3).any(|w| w == b"Str"));
+    }
+
+    #[test]
+    fn one_value_decodes_like_the_whole_record() {
+        let record = sample();
+        let bytes = encode_record(&record).unwrap();
+        for pid in 0..6 {
+            assert_eq!(
+                decode_value(&bytes, pid).unwrap().as_ref(),
+                record.value(pid),
+                "{pid}"
+            );
+        }
+        for cut in 0..bytes.len() {
+            let _ = decode_value(&bytes[..cut], 1);
+        }
     }
 
     #[test]

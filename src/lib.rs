@@ -48,7 +48,7 @@ pub use db::{Batch, Database, Options, Snapshot, FORMAT_VERSION};
 pub use error::{Error, Result};
 pub use integrity::IntegrityReport;
 pub use model::{parse_id, ObjectType, Principal, Role};
-pub use record::{ListRequest, Page, Record, RecordInput, DEFAULT_LIMIT, MAX_LIMIT};
+pub use record::{ListRequest, Page, Properties, Record, RecordInput, DEFAULT_LIMIT, MAX_LIMIT};
 pub use schema::{Catalog, Kind, OptionSpec, Property, PropertyChange, PropertySpec, SelectOption};
 pub use storage::{Durability, StorageStats};
 

@@ -1,6 +1,7 @@
 //! The public shapes of records, record input, pages and list requests.
 
-use serde::Deserialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -53,6 +54,81 @@ impl RecordInput {
     }
 }
 
+/// The property values of a record as reads return them: slug → JSON value, in catalog
+/// order, each slug once. Indexing with a slug that is absent gives `Value::Null`, like a
+/// `serde_json` map.
+///
+/// A vector of pairs rather than a map: rows are built in catalog order with no repeats, and
+/// a page of 1,000 rows spent a fifth of its time hashing keys into maps.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Properties(Vec<(String, Value)>);
+
+static NULL: Value = Value::Null;
+
+impl Properties {
+    /// The value of `slug`, if the record has one.
+    pub fn get(&self, slug: &str) -> Option<&Value> {
+        self.0.iter().find(|(s, _)| s == slug).map(|(_, v)| v)
+    }
+
+    /// Whether the record has a value for `slug`.
+    pub fn contains_key(&self, slug: &str) -> bool {
+        self.get(slug).is_some()
+    }
+
+    /// The slugs, in catalog order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(s, _)| s.as_str())
+    }
+
+    /// (slug, value) pairs, in catalog order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(s, v)| (s.as_str(), v))
+    }
+
+    /// How many properties the record has.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the record has no properties.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The properties as a JSON object.
+    pub fn to_json(&self) -> Value {
+        Value::Object(self.0.iter().cloned().collect::<Map<String, Value>>())
+    }
+
+    pub(crate) fn with_capacity(capacity: usize) -> Properties {
+        Properties(Vec::with_capacity(capacity))
+    }
+
+    /// Appends a property; the caller guarantees the slug is not present yet.
+    pub(crate) fn push(&mut self, slug: String, value: Value) {
+        self.0.push((slug, value));
+    }
+}
+
+impl std::ops::Index<&str> for Properties {
+    type Output = Value;
+
+    fn index(&self, slug: &str) -> &Value {
+        self.get(slug).unwrap_or(&NULL)
+    }
+}
+
+impl Serialize for Properties {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (slug, value) in &self.0 {
+            map.serialize_entry(slug, value)?;
+        }
+        map.end()
+    }
+}
+
 /// A record as reads return it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
@@ -60,7 +136,7 @@ pub struct Record {
     pub id: Uuid,
     /// Property values keyed by slug, with `created_at` and `updated_at` (selected ones
     /// only, on pages that asked for a selection).
-    pub properties: Map<String, Value>,
+    pub properties: Properties,
     /// The reference's opaque `list` member, if one was written.
     pub list: Option<Value>,
     /// The integration that wrote the record.
@@ -74,7 +150,7 @@ pub struct Record {
 impl Record {
     /// The reference's read shape: `{id, default, list}`.
     pub fn to_json(&self) -> Value {
-        let mut out = json!({"id": self.id, "default": self.properties});
+        let mut out = json!({"id": self.id, "default": self.properties.to_json()});
         if let Some(list) = &self.list {
             out["list"] = list.clone();
         }
@@ -86,7 +162,7 @@ impl Record {
         json!({
             "id": self.id,
             "is_user_object": self.is_user_object,
-            "properties": self.properties,
+            "properties": self.properties.to_json(),
             "source": self.source,
         })
     }

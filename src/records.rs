@@ -9,13 +9,15 @@ use serde_json::{json, Map, Value};
 use uuid::{NoContext, Timestamp, Uuid};
 
 use crate::access;
-use crate::codec::{decode_record, encode_record, is_trashed, StoredRecord, StoredValue};
+use crate::codec::{
+    decode_record, decode_value, encode_record, is_trashed, StoredRecord, StoredValue,
+};
 use crate::cursor::{self, Cursor};
 use crate::error::{Error, Result};
 use crate::index;
 use crate::keys::{self, Scope};
 use crate::model::{ObjectType, Principal};
-use crate::record::{ListRequest, Page, Record, RecordInput};
+use crate::record::{ListRequest, Page, Properties, Record, RecordInput};
 use crate::schema::{Catalog, Kind, Property, SYSTEM_FIELDS};
 use crate::storage::{prefix_end, Kv};
 use crate::time_fmt;
@@ -73,7 +75,7 @@ fn render(
     refs: RefStyle<'_>,
 ) -> Record {
     let wanted = |slug: &str| selection.is_none_or(|s| s.iter().any(|w| w == slug));
-    let mut properties = Map::with_capacity(record.props.len() + 2);
+    let mut properties = Properties::with_capacity(record.props.len() + 2);
     for (pid, value) in &record.props {
         let Some(prop) = catalog.by_pid(*pid) else {
             continue;
@@ -88,14 +90,14 @@ fn render(
             }),
             _ => prop.to_json_value(value),
         };
-        properties.insert(prop.slug.clone(), shown);
+        properties.push(prop.slug.clone(), shown);
     }
     for (slug, micros) in [
         ("created_at", record.created_at),
         ("updated_at", record.updated_at),
     ] {
         if wanted(slug) {
-            properties.insert(slug.into(), Value::String(time_fmt::format_rfc3339(micros)));
+            properties.push(slug.into(), Value::String(time_fmt::format_rfc3339(micros)));
         }
     }
     Record {
@@ -150,11 +152,14 @@ fn reference_names(
             if names.contains_key(target_id) {
                 continue;
             }
-            let name = match (load(view.kv(), scope, *target_id)?, name_pid) {
-                (Some(t), Some(pid)) => t
-                    .value(pid)
-                    .and_then(|v| target_catalog.by_pid(pid).map(|p| p.to_json_value(v))),
-                _ => None,
+            let name = match name_pid {
+                Some(pid) => view
+                    .kv()
+                    .get_with(&scope.record(*target_id), |bytes| decode_value(bytes, pid))?
+                    .transpose()?
+                    .flatten()
+                    .and_then(|v| target_catalog.by_pid(pid).map(|p| p.to_json_value(&v))),
+                None => None,
             };
             names.insert(*target_id, name.unwrap_or(Value::Null));
         }

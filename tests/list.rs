@@ -187,7 +187,7 @@ fn selection_limits_the_properties_of_each_row() {
         ..ListRequest::first(10)
     };
     let row = &db.list(&me, ObjectType::Contact, &request).unwrap().rows[0];
-    let keys: Vec<_> = row.properties.keys().cloned().collect();
+    let keys: Vec<_> = row.properties.keys().collect();
     assert_eq!(keys, vec!["email", "organization"]);
     assert_eq!(
         row.properties["organization"],
