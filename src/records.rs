@@ -2,7 +2,7 @@
 //! and list (live records and the trash), each written once over a [`View`] (reads) or a
 //! [`Tx`] (writes) so the database, its snapshots and its write batches share them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ops::Bound;
 
 use serde_json::{json, Map, Value};
@@ -54,7 +54,7 @@ enum RefStyle<'a> {
     /// As the target's id (single-record reads).
     Id,
     /// As `{id, properties: {name}}`, with names fetched for the page.
-    Nested(&'a HashMap<u128, Value>),
+    Nested(&'a RefNames),
 }
 
 /// Checks a `properties` selection against the catalog (system fields allowed).
@@ -86,7 +86,7 @@ fn render(
         let shown = match (refs, value) {
             (RefStyle::Nested(names), StoredValue::Ref(target)) => json!({
                 "id": Uuid::from_u128(*target),
-                "properties": {"name": names.get(target).cloned().unwrap_or(Value::Null)},
+                "properties": {"name": names.get(*target).cloned().unwrap_or(Value::Null)},
             }),
             _ => prop.to_json_value(value),
         };
@@ -132,8 +132,8 @@ fn reference_names(
     catalog: &Catalog,
     rows: &[(u128, StoredRecord)],
     selection: Option<&[String]>,
-) -> Result<HashMap<u128, Value>> {
-    let mut names = HashMap::new();
+) -> Result<RefNames> {
+    let mut names = Vec::new();
     let refs = catalog
         .properties()
         .iter()
@@ -144,27 +144,43 @@ fn reference_names(
         let Some(scope) = view.scope(team, target)? else {
             continue;
         };
-        let name_pid = target_catalog.property("name").map(|p| p.pid);
-        for (_, row) in rows {
-            let Some(StoredValue::Ref(target_id)) = row.value(prop.pid) else {
-                continue;
-            };
-            if names.contains_key(target_id) {
-                continue;
-            }
-            let name = match name_pid {
-                Some(pid) => view
-                    .kv()
-                    .get_with(&scope.record(*target_id), |bytes| decode_value(bytes, pid))?
-                    .transpose()?
-                    .flatten()
-                    .and_then(|v| target_catalog.by_pid(pid).map(|p| p.to_json_value(&v))),
-                None => None,
-            };
-            names.insert(*target_id, name.unwrap_or(Value::Null));
+        let Some(name_prop) = target_catalog.property("name") else {
+            continue;
+        };
+        let mut targets: Vec<u128> = rows
+            .iter()
+            .filter_map(|(_, row)| match row.value(prop.pid) {
+                Some(StoredValue::Ref(id)) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        // In key order: neighbouring lookups share pages.
+        targets.sort_unstable();
+        targets.dedup();
+        for id in targets {
+            let name = view
+                .kv()
+                .get_with(&scope.record(id), |bytes| {
+                    decode_value(bytes, name_prop.pid)
+                })?
+                .transpose()?
+                .flatten()
+                .map_or(Value::Null, |v| name_prop.to_json_value(&v));
+            names.push((id, name));
         }
     }
-    Ok(names)
+    names.sort_unstable_by_key(|(id, _)| *id);
+    Ok(RefNames(names))
+}
+
+/// The names of the records a page references, sorted by id.
+struct RefNames(Vec<(u128, Value)>);
+
+impl RefNames {
+    fn get(&self, id: u128) -> Option<&Value> {
+        let at = self.0.binary_search_by_key(&id, |(i, _)| *i).ok()?;
+        Some(&self.0[at].1)
+    }
 }
 
 /// get: the live record `id`, or `not_found`.

@@ -37,7 +37,7 @@ pub(crate) fn format_rfc3339(micros: i64) -> String {
         put_digits(&mut out[20..26], frac);
         &out[..]
     };
-    text.iter().map(|b| char::from(*b)).collect()
+    String::from_utf8(text.to_vec()).unwrap_or_default()
 }
 
 /// Writes `value` as decimal digits filling `slot` (zero-padded on the left).
