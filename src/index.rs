@@ -1,7 +1,9 @@
 //! The index module: the value index that serves find, upsert and uniqueness.
 //!
-//! An entry is `(scope, property number, memcomparable value, id) → ordinal`, for every
-//! live record and every property in the value index. Values are encoded so that byte
+//! An entry is the key `(scope, property number, memcomparable value, ordinal)` with an
+//! empty value, for every live record and every property in the value index. The record's
+//! 4-byte ordinal stands in for its 16-byte id (the ordinal map gives the id back), which
+//! keeps entries short, and a range of entries is directly a set of bitmap positions. Values are encoded so that byte
 //! order is value order (the `memcomparable` crate): numbers as order-preserving `f64`
 //! (ints and floats compare numerically), datetimes as `i64` microseconds, text as
 //! escaped bytes (e-mail lowercased). Text longer than [`MAX_INDEXED_TEXT`] bytes is
@@ -36,7 +38,7 @@ pub(crate) fn encode(prop: &Property, value: &StoredValue) -> Result<Option<Vec<
                 .rev()
                 .find(|i| text.is_char_boundary(*i))
                 .unwrap_or(0);
-            memcomparable::to_vec(&&text[..cut])
+            return Ok(Some(ordered_text(&text[..cut])));
         }
         StoredValue::Int(i) => memcomparable::to_vec(&(*i as f64)),
         StoredValue::Float(f) => memcomparable::to_vec(f),
@@ -44,6 +46,23 @@ pub(crate) fn encode(prop: &Property, value: &StoredValue) -> Result<Option<Vec<
         _ => return Ok(None),
     };
     encoded.map(Some).map_err(encoding_failed)
+}
+
+/// Encodes text so that byte order is text order and no encoding is a prefix of another:
+/// each 0x00 byte becomes 0x00 0xff and the end is marked by 0x00 0x00 (the escaping of
+/// FoundationDB's tuple layer). Two bytes of overhead, where the `memcomparable` crate's
+/// 8-byte groups cost one byte in eight plus up to eight of padding: on a million contacts'
+/// e-mail and phone entries that was 13 MB of the file.
+fn ordered_text(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 2);
+    for byte in text.bytes() {
+        out.push(byte);
+        if byte == 0 {
+            out.push(0xff);
+        }
+    }
+    out.extend_from_slice(&[0, 0]);
+    out
 }
 
 /// Whether two stored values of `prop` are the same value for find and uniqueness:
@@ -76,12 +95,9 @@ pub(crate) fn add_entries(
     writer: &mut Writer<'_>,
     scope: Scope,
     catalog: &Catalog,
-    id: u128,
     record: &StoredRecord,
 ) -> Result<()> {
-    for_each_entry(scope, catalog, id, record, |key| {
-        writer.put(&key, &record.ord.to_be_bytes())
-    })
+    for_each_entry(scope, catalog, record, |key| writer.put(&key, &[]))
 }
 
 /// Removes the index entries of every indexed property `record` holds.
@@ -89,10 +105,9 @@ pub(crate) fn remove_entries(
     writer: &mut Writer<'_>,
     scope: Scope,
     catalog: &Catalog,
-    id: u128,
     record: &StoredRecord,
 ) -> Result<()> {
-    for_each_entry(scope, catalog, id, record, |key| {
+    for_each_entry(scope, catalog, record, |key| {
         writer.delete(&key).map(|_| ())
     })
 }
@@ -101,7 +116,6 @@ pub(crate) fn remove_entries(
 pub(crate) fn for_each_entry(
     scope: Scope,
     catalog: &Catalog,
-    id: u128,
     record: &StoredRecord,
     mut f: impl FnMut(Vec<u8>) -> Result<()>,
 ) -> Result<()> {
@@ -113,32 +127,32 @@ pub(crate) fn for_each_entry(
             continue;
         }
         if let Some(encoded) = encode(prop, value)? {
-            f(scope.value(*pid, &encoded, id))?;
+            f(scope.value(*pid, &encoded, record.ord))?;
         }
     }
     Ok(())
 }
 
-/// The ids of live records whose index entry for `prop` equals `value`'s: candidates that
-/// the caller confirms against the record (prefix-indexed text, float collisions).
+/// The ordinals of live records whose index entry for `prop` equals `value`'s: candidates
+/// that the caller confirms against the record (prefix-indexed text, float collisions).
 pub(crate) fn candidates(
     kv: &impl Kv,
     scope: Scope,
     prop: &Property,
     value: &StoredValue,
-) -> Result<Vec<u128>> {
+) -> Result<Vec<u32>> {
     let Some(encoded) = encode(prop, value)? else {
         return Ok(Vec::new());
     };
     let prefix = scope.value_prefix(prop.pid, &encoded);
-    let mut ids = Vec::new();
+    let mut ords = Vec::new();
     kv.scan_prefix(&prefix, |key, _| {
-        if key.len() == prefix.len() + 16 {
-            ids.extend(keys::trailing_id(key));
+        if let Some(tail) = key.get(prefix.len()..).filter(|t| t.len() == 4) {
+            ords.extend(keys::read_u32(tail));
         }
         Ok(true)
     })?;
-    Ok(ids)
+    Ok(ords)
 }
 
 /// Deletes every index entry of property `pid` of `scope`.
@@ -152,4 +166,23 @@ pub(crate) fn drop_entries(writer: &mut Writer<'_>, scope: Scope, pid: u16) -> R
         writer.delete(&key)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Byte order of encodings is the order of the texts, and no encoding is a proper
+        /// prefix of another (so a prefix scan for one value finds only that value).
+        #[test]
+        fn ordered_text_keeps_order_and_is_prefix_free(a in "[\\x00-\\x02a-c\\u{ff}]{0,6}", b in "[\\x00-\\x02a-c\\u{ff}]{0,6}") {
+            let (ea, eb) = (ordered_text(&a), ordered_text(&b));
+            prop_assert_eq!(ea.cmp(&eb), a.as_bytes().cmp(b.as_bytes()));
+            if a != b {
+                prop_assert!(!eb.starts_with(&ea) && !ea.starts_with(&eb));
+            }
+        }
+    }
 }

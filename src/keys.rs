@@ -12,7 +12,7 @@
 //! | `COUNTERS` | tag, team, type | next ordinal, last id, live and trash counts |
 //! | `RECORD` | tag, team, type, id (16) | stored record (see `codec`) |
 //! | `ORD` | tag, team, type, ordinal (4) | id (16) |
-//! | `VALUE` | tag, team, type, property (2), memcomparable value, id (16) | ordinal (4) |
+//! | `VALUE` | tag, team, type, property (2), memcomparable value, ordinal (4) | empty |
 //! | `BITMAP` | tag, team, type, bitmap name, chunk (4) | that chunk's 4,096 ordinals |
 
 use crate::model::ObjectType;
@@ -80,10 +80,11 @@ impl Scope {
         key
     }
 
-    /// The value index entry of record `id` for property `pid` with encoded `value`.
-    pub fn value(self, pid: u16, value: &[u8], id: u128) -> Vec<u8> {
+    /// The value index entry of the record with ordinal `ord` for property `pid` with
+    /// encoded `value`.
+    pub fn value(self, pid: u16, value: &[u8], ord: u32) -> Vec<u8> {
         let mut key = self.value_prefix(pid, value);
-        key.extend_from_slice(&id.to_be_bytes());
+        key.extend_from_slice(&ord.to_be_bytes());
         key
     }
 

@@ -250,7 +250,8 @@ fn matching_records(
     };
     let mut found = Vec::new();
     if prop.in_value_index() {
-        for id in index::candidates(kv, scope, prop, wanted)? {
+        for ord in index::candidates(kv, scope, prop, wanted)? {
+            let id = ord_to_id(kv, scope, ord)?;
             if let Some(record) = load(kv, scope, id)? {
                 if hit(&record) {
                     found.push((id, record));
@@ -555,7 +556,7 @@ fn insert_new(
     tx.writer().put_new(&scope.record(id), &bytes)?;
     tx.writer()
         .put_new(&scope.ord(record.ord), &id.to_be_bytes())?;
-    index::add_entries(tx.writer(), scope, catalog, id, &record)?;
+    index::add_entries(tx.writer(), scope, catalog, &record)?;
     tx.bitmap_set(scope, keys::LIVE, record.ord, true)?;
     tx.set_counters(scope, counters);
     Ok(id)
@@ -586,22 +587,21 @@ pub(crate) fn create(
     Ok(render(&catalog, id, &record, None, RefStyle::Id))
 }
 
-/// Moves the index entries of `id` from those of `old` to those of `new`.
+/// Moves a record's index entries from those of `old` to those of `new`.
 fn reindex(
     tx: &mut Tx<'_, '_>,
     scope: Scope,
     catalog: &Catalog,
-    id: u128,
     old: &StoredRecord,
     new: &StoredRecord,
 ) -> Result<()> {
     let mut before = BTreeSet::new();
-    index::for_each_entry(scope, catalog, id, old, |k| {
+    index::for_each_entry(scope, catalog, old, |k| {
         before.insert(k);
         Ok(())
     })?;
     let mut after = BTreeSet::new();
-    index::for_each_entry(scope, catalog, id, new, |k| {
+    index::for_each_entry(scope, catalog, new, |k| {
         after.insert(k);
         Ok(())
     })?;
@@ -609,7 +609,7 @@ fn reindex(
         tx.writer().delete(gone)?;
     }
     for added in after.difference(&before) {
-        tx.writer().put(added, &new.ord.to_be_bytes())?;
+        tx.writer().put(added, &[])?;
     }
     Ok(())
 }
@@ -639,7 +639,7 @@ pub(crate) fn patch(
     record.updated_at = tx.now;
     let id = id.as_u128();
     check_unique(tx, scope, &catalog, id, &record)?;
-    reindex(tx, scope, &catalog, id, &old, &record)?;
+    reindex(tx, scope, &catalog, &old, &record)?;
     store(tx, scope, id, &record)?;
     Ok(render(&catalog, id, &record, None, RefStyle::Id))
 }
@@ -655,7 +655,7 @@ pub(crate) fn delete(
     let (scope, mut record) = load_live(tx, principal, ty, id)?;
     let catalog = tx.catalog(principal.team, ty)?;
     let id = id.as_u128();
-    index::remove_entries(tx.writer(), scope, &catalog, id, &record)?;
+    index::remove_entries(tx.writer(), scope, &catalog, &record)?;
     tx.bitmap_set(scope, keys::LIVE, record.ord, false)?;
     tx.bitmap_set(scope, keys::TRASH, record.ord, true)?;
     let mut counters = tx.counters(scope)?;
@@ -684,7 +684,7 @@ pub(crate) fn restore(
         return Ok(render(&catalog, uid, &record, None, RefStyle::Id));
     }
     check_unique(tx, scope, &catalog, uid, &record)?;
-    index::add_entries(tx.writer(), scope, &catalog, uid, &record)?;
+    index::add_entries(tx.writer(), scope, &catalog, &record)?;
     tx.bitmap_set(scope, keys::TRASH, record.ord, false)?;
     tx.bitmap_set(scope, keys::LIVE, record.ord, true)?;
     let mut counters = tx.counters(scope)?;

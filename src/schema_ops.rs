@@ -132,16 +132,16 @@ fn check_no_duplicates(kv: &impl Kv, scope: Scope, prop: &Property) -> Result<()
 fn build_entries(tx: &mut Tx<'_, '_>, scope: Scope, catalog: &Catalog, pid: u16) -> Result<()> {
     let prop = catalog.by_pid(pid).expect("property just checked").clone();
     let mut entries = Vec::new();
-    each_record(tx.kv(), scope, |id, record| {
+    each_record(tx.kv(), scope, |_, record| {
         if let (true, Some(value)) = (record.is_live(), record.value(pid)) {
             if let Some(encoded) = index::encode(&prop, value)? {
-                entries.push((scope.value(pid, &encoded, id), record.ord));
+                entries.push(scope.value(pid, &encoded, record.ord));
             }
         }
         Ok(true)
     })?;
-    for (key, ord) in entries {
-        tx.writer().put(&key, &ord.to_be_bytes())?;
+    for key in entries {
+        tx.writer().put(&key, &[])?;
     }
     Ok(())
 }
