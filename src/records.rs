@@ -70,14 +70,14 @@ fn check_selection(catalog: &Catalog, selection: Option<&[String]>) -> Result<()
 fn render(
     catalog: &Catalog,
     id: u128,
-    record: &StoredRecord,
+    record: StoredRecord,
     selection: Option<&[String]>,
     refs: RefStyle<'_>,
 ) -> Record {
     let wanted = |slug: &str| selection.is_none_or(|s| s.iter().any(|w| w == slug));
     let mut properties = Properties::with_capacity(record.props.len() + 2);
-    for (pid, value) in &record.props {
-        let Some(prop) = catalog.by_pid(*pid) else {
+    for (pid, value) in record.props {
+        let Some(prop) = catalog.by_pid(pid) else {
             continue;
         };
         if !wanted(&prop.slug) {
@@ -85,10 +85,10 @@ fn render(
         }
         let shown = match (refs, value) {
             (RefStyle::Nested(names), StoredValue::Ref(target)) => json!({
-                "id": Uuid::from_u128(*target),
-                "properties": {"name": names.get(*target).cloned().unwrap_or(Value::Null)},
+                "id": Uuid::from_u128(target),
+                "properties": {"name": names.get(target).cloned().unwrap_or(Value::Null)},
             }),
-            _ => prop.to_json_value(value),
+            (_, value) => prop.into_json_value(value),
         };
         properties.push(prop.slug.clone(), shown);
     }
@@ -119,7 +119,7 @@ fn render_one(
     team: Uuid,
     ty: ObjectType,
     id: u128,
-    record: &StoredRecord,
+    record: StoredRecord,
 ) -> Result<Record> {
     let catalog = view.catalog(team, ty)?;
     Ok(render(&catalog, id, record, None, RefStyle::Id))
@@ -191,7 +191,7 @@ pub(crate) fn get(
     id: Uuid,
 ) -> Result<Record> {
     let (_, record) = load_live(view, principal, ty, id)?;
-    render_one(view, principal.team, ty, id.as_u128(), &record)
+    render_one(view, principal.team, ty, id.as_u128(), record)
 }
 
 /// count: the number of live records of `ty` the principal can read.
@@ -305,7 +305,7 @@ pub(crate) fn find(
         0 => Err(Error::NotFound(format!("no {ty} with {slug} = {text:?}"))),
         1 => {
             let (id, record) = found.pop().expect("one match");
-            render_one(view, principal.team, ty, id, &record)
+            render_one(view, principal.team, ty, id, record)
         }
         _ => Err(Error::MultipleMatches(format!(
             "several {ty} records have {slug} = {text:?}"
@@ -369,8 +369,8 @@ pub(crate) fn list(
     };
     let names = reference_names(view, principal.team, &catalog, &rows, selection)?;
     let rows = rows
-        .iter()
-        .map(|(id, record)| render(&catalog, *id, record, selection, RefStyle::Nested(&names)))
+        .into_iter()
+        .map(|(id, record)| render(&catalog, id, record, selection, RefStyle::Nested(&names)))
         .collect();
     Ok(Page {
         rows,
@@ -584,7 +584,7 @@ pub(crate) fn create(
     };
     apply_values(tx, principal.team, &catalog, &mut record, &input.default)?;
     let id = insert_new(tx, scope, &catalog, record.clone())?;
-    Ok(render(&catalog, id, &record, None, RefStyle::Id))
+    Ok(render(&catalog, id, record, None, RefStyle::Id))
 }
 
 /// Moves a record's index entries from those of `old` to those of `new`.
@@ -641,7 +641,7 @@ pub(crate) fn patch(
     check_unique(tx, scope, &catalog, id, &record)?;
     reindex(tx, scope, &catalog, &old, &record)?;
     store(tx, scope, id, &record)?;
-    Ok(render(&catalog, id, &record, None, RefStyle::Id))
+    Ok(render(&catalog, id, record, None, RefStyle::Id))
 }
 
 /// delete: moves the live record `id` to the trash.
@@ -681,7 +681,7 @@ pub(crate) fn restore(
     let mut record = load(tx.kv(), scope, uid)?.ok_or_else(|| not_found(ty, id))?;
     let catalog = tx.catalog(principal.team, ty)?;
     if record.is_live() {
-        return Ok(render(&catalog, uid, &record, None, RefStyle::Id));
+        return Ok(render(&catalog, uid, record, None, RefStyle::Id));
     }
     check_unique(tx, scope, &catalog, uid, &record)?;
     index::add_entries(tx.writer(), scope, &catalog, &record)?;
@@ -694,7 +694,7 @@ pub(crate) fn restore(
     record.deleted_at = None;
     record.updated_at = tx.now;
     store(tx, scope, uid, &record)?;
-    Ok(render(&catalog, uid, &record, None, RefStyle::Id))
+    Ok(render(&catalog, uid, record, None, RefStyle::Id))
 }
 
 /// duplicate: a new record with the properties of `id` except the unique ones.
@@ -713,7 +713,7 @@ pub(crate) fn duplicate(
     copy.created_at = tx.now;
     copy.updated_at = tx.now;
     let new_id = insert_new(tx, scope, &catalog, copy.clone())?;
-    Ok(render(&catalog, new_id, &copy, None, RefStyle::Id))
+    Ok(render(&catalog, new_id, copy, None, RefStyle::Id))
 }
 
 /// upsert: patches the one live record whose `slug` equals `text`, or creates one with that

@@ -229,6 +229,14 @@ impl Property {
         })
     }
 
+    /// [`Property::to_json_value`] that moves the stored text instead of copying it.
+    pub(crate) fn into_json_value(&self, stored: StoredValue) -> Value {
+        match stored {
+            StoredValue::Str(s) => Value::String(s),
+            other => self.to_json_value(&other),
+        }
+    }
+
     /// The JSON a read shows for a stored value (references as their id).
     pub(crate) fn to_json_value(&self, stored: &StoredValue) -> Value {
         match stored {
