@@ -442,3 +442,45 @@ impl Batch<'_, '_, '_> {
         records::list(&*self.tx, self.principal, ty, request, false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_format_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        drop(Database::open(&path).unwrap());
+        {
+            let store = Store::open(&path, 1 << 20).unwrap();
+            store
+                .write(Durability::Immediate, |w| {
+                    w.put(&[keys::META, b'F'], &(FORMAT_VERSION + 1).to_be_bytes())
+                })
+                .unwrap();
+        }
+        match Database::open(&path) {
+            Err(Error::Internal(message)) => assert!(message.contains("format"), "{message}"),
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("a newer format was opened"),
+        }
+    }
+
+    #[test]
+    fn a_redb_file_of_another_program_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = Store::open(&path, 1 << 20).unwrap();
+            store
+                .write(Durability::Immediate, |w| w.put(b"someone else's key", b"value"))
+                .unwrap();
+        }
+        match Database::open(&path) {
+            Err(Error::Internal(message)) => assert!(message.contains("not a prismdb"), "{message}"),
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("a foreign database was opened"),
+        }
+    }
+}
