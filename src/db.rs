@@ -474,11 +474,15 @@ mod tests {
         {
             let store = Store::open(&path, 1 << 20).unwrap();
             store
-                .write(Durability::Immediate, |w| w.put(b"someone else's key", b"value"))
+                .write(Durability::Immediate, |w| {
+                    w.put(b"someone else's key", b"value")
+                })
                 .unwrap();
         }
         match Database::open(&path) {
-            Err(Error::Internal(message)) => assert!(message.contains("not a prismdb"), "{message}"),
+            Err(Error::Internal(message)) => {
+                assert!(message.contains("not a prismdb"), "{message}")
+            }
             Err(other) => panic!("unexpected error {other}"),
             Ok(_) => panic!("a foreign database was opened"),
         }

@@ -157,16 +157,38 @@ fn reference_names(
         // In key order: neighbouring lookups share pages.
         targets.sort_unstable();
         targets.dedup();
-        for id in targets {
-            let name = view
-                .kv()
-                .get_with(&scope.record(id), |bytes| {
-                    decode_value(bytes, name_prop.pid)
-                })?
-                .transpose()?
-                .flatten()
-                .map_or(Value::Null, |v| name_prop.to_json_value(&v));
+        // Names are cached per state of the target scope (see `Shared::cached_names`).
+        let state = (view.counters(scope)?.mutations, target_catalog.version);
+        let cached = match view.may_cache() {
+            true => view
+                .shared()
+                .cached_names(scope, state.0, state.1, &targets),
+            false => vec![None; targets.len()],
+        };
+        let mut fetched = Vec::new();
+        for (id, cached) in targets.into_iter().zip(cached) {
+            let name = match cached {
+                Some(name) => name,
+                None => {
+                    let name = view
+                        .kv()
+                        .get_with(&scope.record(id), |bytes| match is_trashed(bytes) {
+                            Ok(false) => decode_value(bytes, name_prop.pid),
+                            Ok(true) => Ok(None),
+                            Err(e) => Err(e),
+                        })?
+                        .transpose()?
+                        .flatten()
+                        .map_or(Value::Null, |v| name_prop.to_json_value(&v));
+                    fetched.push((id, name.clone()));
+                    name
+                }
+            };
             names.push((id, name));
+        }
+        if view.may_cache() && !fetched.is_empty() {
+            view.shared()
+                .remember_names(scope, state.0, state.1, fetched);
         }
     }
     names.sort_unstable_by_key(|(id, _)| *id);
@@ -640,6 +662,7 @@ pub(crate) fn patch(
     let id = id.as_u128();
     check_unique(tx, scope, &catalog, id, &record)?;
     reindex(tx, scope, &catalog, &old, &record)?;
+    tx.touch(scope)?;
     store(tx, scope, id, &record)?;
     Ok(render(&catalog, id, record, None, RefStyle::Id))
 }

@@ -181,6 +181,7 @@ pub(crate) fn remove_property(
         tx.writer()
             .put(&scope.record(id), &encode_record(&record)?)?;
     }
+    tx.touch(scope)?;
     catalog.remove(slug)?;
     tx.put_catalog(principal.team, scope, catalog)
 }

@@ -22,9 +22,72 @@ use crate::storage::{Kv, Reader, Writer};
 pub(crate) struct Shared {
     teams: RwLock<HashMap<Uuid, u32>>,
     catalogs: Mutex<HashMap<(Uuid, ObjectType), Arc<Catalog>>>,
+    names: Mutex<HashMap<Scope, NameCache>>,
 }
 
+/// The `name` of records of one scope, as pages show them for references, valid for the
+/// state where the scope's mutation counter and catalog version had these values.
+pub(crate) struct NameCache {
+    mutations: u64,
+    catalog_version: u64,
+    names: HashMap<u128, serde_json::Value>,
+}
+
+/// At most this many names are cached per scope.
+const NAME_CACHE_MAX: usize = 262_144;
+
 impl Shared {
+    /// Looks up the cached names of `ids` in `scope` for the state (`mutations`,
+    /// `catalog_version`); returns the names found (in `ids` order, `None` where missing).
+    pub fn cached_names(
+        &self,
+        scope: Scope,
+        mutations: u64,
+        catalog_version: u64,
+        ids: &[u128],
+    ) -> Vec<Option<serde_json::Value>> {
+        let cache = self.names.lock();
+        match cache.get(&scope) {
+            Some(c) if c.mutations == mutations && c.catalog_version == catalog_version => {
+                ids.iter().map(|id| c.names.get(id).cloned()).collect()
+            }
+            _ => vec![None; ids.len()],
+        }
+    }
+
+    /// Remembers names read from a committed state (`mutations`, `catalog_version`) of
+    /// `scope`, replacing names of any other state.
+    pub fn remember_names(
+        &self,
+        scope: Scope,
+        mutations: u64,
+        catalog_version: u64,
+        found: impl IntoIterator<Item = (u128, serde_json::Value)>,
+    ) {
+        let mut cache = self.names.lock();
+        let entry = cache.entry(scope).or_insert_with(|| NameCache {
+            mutations,
+            catalog_version,
+            names: HashMap::new(),
+        });
+        if entry.mutations != mutations || entry.catalog_version != catalog_version {
+            if mutations < entry.mutations {
+                return; // an older snapshot: keep the newer state's names
+            }
+            *entry = NameCache {
+                mutations,
+                catalog_version,
+                names: HashMap::new(),
+            };
+        }
+        for (id, name) in found {
+            if entry.names.len() >= NAME_CACHE_MAX {
+                break;
+            }
+            entry.names.insert(id, name);
+        }
+    }
+
     /// Remembers team numbers made by a transaction that has committed.
     pub fn remember_teams(&self, teams: &[(Uuid, u32)]) {
         if !teams.is_empty() {
@@ -44,20 +107,24 @@ pub(crate) struct Counters {
     pub live: u64,
     /// Records in the trash.
     pub trash: u64,
+    /// Bumped by every transaction that changes a record of the scope: caches of record
+    /// contents are valid while it stays the same.
+    pub mutations: u64,
 }
 
 impl Counters {
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(36);
+        let mut out = Vec::with_capacity(44);
         out.extend_from_slice(&self.next_ord.to_be_bytes());
         out.extend_from_slice(&self.last_id.to_be_bytes());
         out.extend_from_slice(&self.live.to_be_bytes());
         out.extend_from_slice(&self.trash.to_be_bytes());
+        out.extend_from_slice(&self.mutations.to_be_bytes());
         out
     }
 
     fn decode(bytes: &[u8]) -> Result<Counters> {
-        if bytes.len() != 36 {
+        if bytes.len() != 44 {
             return Err(Error::Internal("stored counters are damaged".into()));
         }
         let part = |at: usize, len: usize| &bytes[at..at + len];
@@ -66,6 +133,7 @@ impl Counters {
             last_id: u128::from_be_bytes(part(4, 16).try_into().expect("16")),
             live: u64::from_be_bytes(part(20, 8).try_into().expect("8")),
             trash: u64::from_be_bytes(part(28, 8).try_into().expect("8")),
+            mutations: u64::from_be_bytes(part(36, 8).try_into().expect("8")),
         })
     }
 }
@@ -278,9 +346,18 @@ impl<'w, 't> Tx<'w, 't> {
         }
     }
 
-    /// Replaces the counters of `scope` (written when the transaction ends).
-    pub fn set_counters(&mut self, scope: Scope, counters: Counters) {
+    /// Replaces the counters of `scope` (written when the transaction ends) and marks the
+    /// scope's records as changed.
+    pub fn set_counters(&mut self, scope: Scope, mut counters: Counters) {
+        counters.mutations += 1;
         self.counters.insert(scope, counters);
+    }
+
+    /// Marks the records of `scope` as changed (for caches of record contents).
+    pub fn touch(&mut self, scope: Scope) -> Result<()> {
+        let counters = self.counters(scope)?;
+        self.set_counters(scope, counters);
+        Ok(())
     }
 
     /// Stores a changed catalog of `scope` and makes it visible to this transaction.

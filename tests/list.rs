@@ -273,3 +273,47 @@ fn trash_and_counts_span_many_bitmap_chunks() {
     db.restore(&me, ObjectType::Contact, doomed[1000]).unwrap();
     common::assert_consistent(&db);
 }
+
+#[test]
+fn referenced_names_follow_renames_and_deletes() {
+    let (db, me) = setup();
+    let org = db
+        .create(
+            &me,
+            ObjectType::Organization,
+            &input(json!({"name": "Acme"})),
+        )
+        .unwrap();
+    contact(
+        &db,
+        &me,
+        json!({"name": "Ada", "organization": org.id.to_string()}),
+    );
+    let name_on_page = |db: &prismdb::Database| {
+        db.list(&me, ObjectType::Contact, &ListRequest::first(10))
+            .unwrap()
+            .rows[0]
+            .properties["organization"]["properties"]["name"]
+            .clone()
+    };
+    assert_eq!(name_on_page(&db), "Acme");
+    let snapshot = db.snapshot().unwrap();
+    db.patch(
+        &me,
+        ObjectType::Organization,
+        org.id,
+        &input(json!({"name": "Acme Corp"})),
+    )
+    .unwrap();
+    assert_eq!(name_on_page(&db), "Acme Corp");
+    let old = snapshot
+        .list(&me, ObjectType::Contact, &ListRequest::first(10))
+        .unwrap();
+    assert_eq!(
+        old.rows[0].properties["organization"]["properties"]["name"], "Acme",
+        "a snapshot keeps its names"
+    );
+    assert_eq!(name_on_page(&db), "Acme Corp");
+    db.delete(&me, ObjectType::Organization, org.id).unwrap();
+    assert_eq!(name_on_page(&db), serde_json::Value::Null);
+}
