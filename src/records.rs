@@ -88,7 +88,7 @@ fn render(
                 "id": Uuid::from_u128(target),
                 "properties": {"name": names.get(target).cloned().unwrap_or(Value::Null)},
             }),
-            (_, value) => prop.into_json_value(value),
+            (_, value) => prop.json_of_owned(value),
         };
         properties.push(prop.slug.clone(), shown);
     }

@@ -229,8 +229,8 @@ impl Property {
         })
     }
 
-    /// [`Property::to_json_value`] that moves the stored text instead of copying it.
-    pub(crate) fn into_json_value(&self, stored: StoredValue) -> Value {
+    /// [`Property::to_json_value`] for an owned value: stored text moves instead of being copied.
+    pub(crate) fn json_of_owned(&self, stored: StoredValue) -> Value {
         match stored {
             StoredValue::Str(s) => Value::String(s),
             other => self.to_json_value(&other),
