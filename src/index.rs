@@ -1,13 +1,15 @@
 //! The index module: the value index that serves find, upsert and uniqueness.
 //!
-//! An entry is the key `(scope, property number, memcomparable value, ordinal)` with an
-//! empty value, for every live record and every property in the value index. The record's
-//! 4-byte ordinal stands in for its 16-byte id (the ordinal map gives the id back), which
-//! keeps entries short, and a range of entries is directly a set of bitmap positions. Values are encoded so that byte
-//! order is value order (the `memcomparable` crate): numbers as order-preserving `f64`
-//! (ints and floats compare numerically), datetimes as `i64` microseconds, text as
-//! escaped bytes (e-mail lowercased). Text longer than [`MAX_INDEXED_TEXT`] bytes is
-//! indexed by its prefix, so every lookup re-checks the value on the record itself.
+//! An entry is the key `(scope, property number, ordered value, ordinal)` with an empty
+//! value, for every live record and every property in the value index. The record's 4-byte
+//! ordinal stands in for its 16-byte id (the ordinal map gives the id back), which keeps
+//! entries short, and a range of entries is directly a set of bitmap positions.
+//!
+//! Values are encoded so that byte order is value order: numbers as order-preserving `f64`
+//! (ints and floats compare numerically) and datetimes as `i64` microseconds, both with the
+//! `memcomparable` crate; text with [`ordered_text`] (e-mail lowercased). Text longer than
+//! [`MAX_INDEXED_TEXT`] bytes is indexed by its prefix, so every lookup re-checks the value
+//! on the record itself.
 
 use crate::codec::{StoredRecord, StoredValue};
 use crate::error::{Error, Result};

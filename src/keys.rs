@@ -12,7 +12,7 @@
 //! | `COUNTERS` | tag, team, type | next ordinal, last id, live and trash counts |
 //! | `RECORD` | tag, team, type, id (16) | stored record (see `codec`) |
 //! | `ORD` | tag, team, type, ordinal (4) | id (16) |
-//! | `VALUE` | tag, team, type, property (2), memcomparable value, ordinal (4) | empty |
+//! | `VALUE` | tag, team, type, property (2), ordered value, ordinal (4) | empty |
 //! | `BITMAP` | tag, team, type, bitmap name, chunk (4) | that chunk's 4,096 ordinals |
 
 use crate::model::ObjectType;
