@@ -289,6 +289,12 @@ impl Database {
         self.store.stats()
     }
 
+    /// Makes every earlier commit durable, including those made with
+    /// [`Durability::Eventual`]: one empty commit with an fsync.
+    pub fn sync(&self) -> Result<()> {
+        self.store.write(Durability::Immediate, |_| Ok(()))
+    }
+
     /// Rewrites the file without its free pages; returns whether space was reclaimed.
     pub fn compact(&mut self) -> Result<bool> {
         self.store.compact()

@@ -23,6 +23,21 @@ use crate::storage::{prefix_end, Kv};
 use crate::time_fmt;
 use crate::txn::{Tx, View};
 
+/// Calls `f` with every stored record (live and trashed) of `scope`.
+pub(crate) fn each_record(
+    kv: &impl Kv,
+    scope: Scope,
+    mut f: impl FnMut(u128, StoredRecord) -> Result<bool>,
+) -> Result<()> {
+    kv.scan_prefix(
+        &scope.prefix(keys::RECORD),
+        |key, value| match keys::trailing_id(key) {
+            Some(id) => f(id, decode_record(value)?),
+            None => Ok(true),
+        },
+    )
+}
+
 /// Reads the stored record `id` of `scope`, live or not.
 pub(crate) fn load(kv: &impl Kv, scope: Scope, id: u128) -> Result<Option<StoredRecord>> {
     kv.get_with(&scope.record(id), decode_record)?.transpose()
@@ -285,11 +300,9 @@ fn matching_records(
         }
         return Ok(found);
     }
-    let prefix = scope.prefix(keys::RECORD);
-    kv.scan_prefix(&prefix, |key, value| {
-        let record = decode_record(value)?;
+    each_record(kv, scope, |id, record| {
         if hit(&record) {
-            found.extend(keys::trailing_id(key).map(|id| (id, record)));
+            found.push((id, record));
         }
         Ok(found.len() < max)
     })?;

@@ -7,29 +7,15 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use crate::access;
-use crate::codec::{decode_record, encode_record, StoredRecord, StoredValue};
+use crate::codec::{encode_record, StoredValue};
 use crate::error::{Error, Result};
 use crate::index;
-use crate::keys::{self, Scope};
+use crate::keys::Scope;
 use crate::model::{ObjectType, Principal};
+use crate::records::each_record;
 use crate::schema::{Catalog, Property, PropertyChange, PropertySpec};
 use crate::storage::Kv;
 use crate::txn::{Tx, View};
-
-/// Calls `f` with every stored record (live and trashed) of `scope`.
-fn each_record(
-    kv: &impl Kv,
-    scope: Scope,
-    mut f: impl FnMut(u128, StoredRecord) -> Result<bool>,
-) -> Result<()> {
-    kv.scan_prefix(
-        &scope.prefix(keys::RECORD),
-        |key, value| match keys::trailing_id(key) {
-            Some(id) => f(id, decode_record(value)?),
-            None => Ok(true),
-        },
-    )
-}
 
 /// add property: returns the new property as stored.
 pub(crate) fn add_property(

@@ -25,8 +25,10 @@ pub enum Durability {
     /// Fsync on every commit: when the call returns, the write survives a crash (default).
     #[default]
     Immediate,
-    /// No fsync per commit: a crash may lose the latest commits, never corrupts the file,
-    /// and never leaves half of a commit. Like SQLite's WAL with `synchronous=NORMAL`.
+    /// No fsync per commit: a crash (of the process or the machine) may lose the commits
+    /// made since the last durable one, never corrupts the file and never leaves half of a
+    /// commit. `Database::sync` or any `Immediate` commit makes them durable; a clean close
+    /// keeps them.
     Eventual,
 }
 

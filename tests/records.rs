@@ -657,3 +657,23 @@ fn foreign_files_are_refused_clearly() {
         Ok(_) => panic!("a text file opened as a database"),
     }
 }
+
+#[test]
+fn eventual_commits_survive_a_clean_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let options = prismdb::Options {
+        durability: prismdb::Durability::Eventual,
+        ..Default::default()
+    };
+    let me = Principal::member(Uuid::new_v4(), Uuid::new_v4());
+    let id = {
+        let db = Database::open_with(&path, options.clone()).unwrap();
+        contact(&db, &me, json!({"name": "Ada"})).id
+    };
+    let db = Database::open_with(&path, options).unwrap();
+    assert_eq!(
+        db.get(&me, ObjectType::Contact, id).unwrap().properties["name"],
+        "Ada"
+    );
+}
