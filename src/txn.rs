@@ -35,6 +35,8 @@ pub(crate) struct NameCache {
 
 /// At most this many names are cached per scope.
 const NAME_CACHE_MAX: usize = 262_144;
+/// At most this many scopes have cached names; past it the cache starts over.
+const NAME_CACHE_SCOPES: usize = 64;
 
 impl Shared {
     /// Looks up the cached names of `ids` in `scope` for the state (`mutations`,
@@ -65,6 +67,9 @@ impl Shared {
         found: impl IntoIterator<Item = (u128, serde_json::Value)>,
     ) {
         let mut cache = self.names.lock();
+        if cache.len() >= NAME_CACHE_SCOPES && !cache.contains_key(&scope) {
+            cache.clear();
+        }
         let entry = cache.entry(scope).or_insert_with(|| NameCache {
             mutations,
             catalog_version,
