@@ -31,6 +31,7 @@ mod codec;
 mod cursor;
 mod db;
 mod error;
+mod filter;
 mod index;
 mod integrity;
 mod keys;
@@ -59,6 +60,18 @@ pub mod fuzzing {
     /// Decodes arbitrary bytes as a stored record; returns whether they decoded.
     pub fn decode_record(bytes: &[u8]) -> bool {
         crate::codec::decode_record(bytes).is_ok()
+    }
+
+    /// Parses arbitrary JSON as a deal filter against the default catalogs; returns whether
+    /// it parsed.
+    pub fn parse_filter(filter: &serde_json::Value) -> bool {
+        let team = uuid::Uuid::from_u128(1);
+        let catalog = |ty| {
+            Ok(std::sync::Arc::new(crate::schema::Catalog::default_for(
+                team, ty,
+            )))
+        };
+        crate::filter::parse(filter, crate::model::ObjectType::Deal, &catalog).is_ok()
     }
 
     /// Decodes arbitrary text as a cursor for `fingerprint`; returns whether it decoded.
