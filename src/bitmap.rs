@@ -99,6 +99,25 @@ pub(crate) fn read(kv: &impl Kv, scope: Scope, name: &[u8]) -> Result<RoaringBit
     Ok(full)
 }
 
+/// Reads every stored bitmap of `scope` whose name starts with `name_prefix`, by name.
+pub(crate) fn read_named(
+    kv: &impl Kv,
+    scope: Scope,
+    name_prefix: &[u8],
+) -> Result<BTreeMap<Vec<u8>, RoaringBitmap>> {
+    let start = scope.bitmap_prefix(&[]).len();
+    let mut found: BTreeMap<Vec<u8>, RoaringBitmap> = BTreeMap::new();
+    kv.scan_prefix(&scope.bitmap_prefix(name_prefix), |key, value| {
+        let chunk = chunk_in_key(key).ok_or_else(|| damaged("short key"))?;
+        let name = key
+            .get(start..key.len() - 4)
+            .ok_or_else(|| damaged("short key"))?;
+        *found.entry(name.to_vec()).or_default() |= decode_chunk(chunk, value)?;
+        Ok(true)
+    })?;
+    Ok(found)
+}
+
 /// Chunks changed by the current write transaction, not yet written.
 #[derive(Default)]
 pub(crate) struct BitmapBuffer {
@@ -144,6 +163,23 @@ impl BitmapBuffer {
             full |= chunk;
         }
         Ok(full)
+    }
+
+    /// Deletes every bitmap of `scope` whose name starts with `name_prefix`, stored or held.
+    pub fn drop_prefix(
+        &mut self,
+        writer: &mut Writer<'_>,
+        scope: Scope,
+        name_prefix: &[u8],
+    ) -> Result<()> {
+        let prefix = scope.bitmap_prefix(name_prefix);
+        self.dirty.retain(|key, _| !key.starts_with(&prefix));
+        let mut doomed = Vec::new();
+        writer.scan_prefix(&prefix, |key, _| {
+            doomed.push(key.to_vec());
+            Ok(true)
+        })?;
+        doomed.iter().try_for_each(|key| writer.delete(key))
     }
 
     /// Writes every changed chunk (an empty chunk is deleted) and empties the buffer.

@@ -135,6 +135,43 @@ pub(crate) fn for_each_entry(
     Ok(())
 }
 
+/// The name of the value bitmap of property `pid` holding `value`, for the kinds that have
+/// value bitmaps: `[2, pid, option number | boolean | target id]`.
+pub(crate) fn value_bitmap_name(pid: u16, value: &StoredValue) -> Option<Vec<u8>> {
+    let mut name = vec![keys::VALUE_BITMAP];
+    name.extend_from_slice(&pid.to_be_bytes());
+    match value {
+        StoredValue::Option(n) => name.extend_from_slice(&n.to_be_bytes()),
+        StoredValue::Bool(b) => name.push(u8::from(*b)),
+        StoredValue::Ref(id) => name.extend_from_slice(&id.to_be_bytes()),
+        _ => return None,
+    }
+    Some(name)
+}
+
+/// The prefix of every value bitmap name of property `pid`.
+pub(crate) fn value_bitmap_prefix(pid: u16) -> Vec<u8> {
+    let mut name = vec![keys::VALUE_BITMAP];
+    name.extend_from_slice(&pid.to_be_bytes());
+    name
+}
+
+/// The value bitmaps a live `record` is a member of (select and multiselect options,
+/// booleans, reference targets).
+pub(crate) fn bitmaps_of(record: &StoredRecord) -> Vec<Vec<u8>> {
+    let mut names = Vec::new();
+    for (pid, value) in &record.props {
+        match value {
+            StoredValue::Options(nums) => names.extend(
+                nums.iter()
+                    .filter_map(|n| value_bitmap_name(*pid, &StoredValue::Option(*n))),
+            ),
+            other => names.extend(value_bitmap_name(*pid, other)),
+        }
+    }
+    names
+}
+
 /// The ordinals of live records whose index entry for `prop` equals `value`'s: candidates
 /// that the caller confirms against the record (prefix-indexed text, float collisions).
 pub(crate) fn candidates(

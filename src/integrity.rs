@@ -62,6 +62,7 @@ struct Expected {
     live: RoaringBitmap,
     trash: RoaringBitmap,
     values: BTreeSet<Vec<u8>>,
+    value_bitmaps: BTreeMap<Vec<u8>, RoaringBitmap>,
     unique_seen: HashMap<(u16, Vec<u8>), u128>,
     max_id: u128,
 }
@@ -108,6 +109,9 @@ fn verify_scope(
             expected.values.insert(k);
             Ok(())
         })?;
+        for name in index::bitmaps_of(&record) {
+            expected.value_bitmaps.entry(name).or_default().insert(record.ord);
+        }
         for (pid, value) in &record.props {
             let Some(prop) = catalog.by_pid(*pid).filter(|p| p.unique) else {
                 continue;
@@ -179,6 +183,19 @@ fn compare_bitmaps(
     expected: &Expected,
     problems: &mut Vec<String>,
 ) -> Result<()> {
+    let stored_values = bitmap::read_named(view.kv(), scope, &[keys::VALUE_BITMAP])?;
+    if stored_values != expected.value_bitmaps {
+        let differing = expected
+            .value_bitmaps
+            .keys()
+            .chain(stored_values.keys())
+            .filter(|name| stored_values.get(*name) != expected.value_bitmaps.get(*name))
+            .count();
+        problems.push(format!(
+            "{}: {differing} value bitmaps disagree with the records",
+            scope.ty
+        ));
+    }
     for (name, label, want) in [
         (keys::LIVE, "live", &expected.live),
         (keys::TRASH, "trash", &expected.trash),

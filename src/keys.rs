@@ -14,6 +14,9 @@
 //! | `ORD` | tag, team, type, ordinal (4) | id (16) |
 //! | `VALUE` | tag, team, type, property (2), ordered value, ordinal (4) | empty |
 //! | `BITMAP` | tag, team, type, bitmap name, chunk (4) | that chunk's 4,096 ordinals |
+//!
+//! Bitmap names: `[0]` live records, `[1]` the trash, `[2, property (2), value]` the live
+//! records holding that value (option number `u32`, boolean `u8`, or target id `u128`).
 
 use crate::model::ObjectType;
 
@@ -38,6 +41,9 @@ pub(crate) const BITMAP: u8 = 0x08;
 pub(crate) const LIVE: &[u8] = &[0];
 /// Bitmap name of the records in the trash.
 pub(crate) const TRASH: &[u8] = &[1];
+/// First byte of the name of a value bitmap (live records holding one value of one
+/// select, multiselect, boolean or reference property).
+pub(crate) const VALUE_BITMAP: u8 = 2;
 
 /// One (team, type): the unit that ordinals, catalogs and bitmaps belong to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

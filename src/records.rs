@@ -591,10 +591,29 @@ fn insert_new(
     tx.writer().put_new(&scope.record(id), &bytes)?;
     tx.writer()
         .put_new(&scope.ord(record.ord), &id.to_be_bytes())?;
-    index::add_entries(tx.writer(), scope, catalog, &record)?;
-    tx.bitmap_set(scope, keys::LIVE, record.ord, true)?;
+    link(tx, scope, catalog, &record, true)?;
     tx.set_counters(scope, counters);
     Ok(id)
+}
+
+/// Adds (`live`) or removes a record's entries in every structure derived from live
+/// records: the value index, the value bitmaps and the live bitmap.
+fn link(
+    tx: &mut Tx<'_, '_>,
+    scope: Scope,
+    catalog: &Catalog,
+    record: &StoredRecord,
+    live: bool,
+) -> Result<()> {
+    if live {
+        index::add_entries(tx.writer(), scope, catalog, record)?;
+    } else {
+        index::remove_entries(tx.writer(), scope, catalog, record)?;
+    }
+    for name in index::bitmaps_of(record) {
+        tx.bitmap_set(scope, &name, record.ord, live)?;
+    }
+    tx.bitmap_set(scope, keys::LIVE, record.ord, live)
 }
 
 /// create: validates `input`, assigns an id and returns the new record.
@@ -622,7 +641,8 @@ pub(crate) fn create(
     Ok(render(&catalog, id, record, None, RefStyle::Id))
 }
 
-/// Moves a record's index entries from those of `old` to those of `new`.
+/// Moves a record's index entries and value bitmap bits from those of `old` to those of
+/// `new`.
 fn reindex(
     tx: &mut Tx<'_, '_>,
     scope: Scope,
@@ -645,6 +665,14 @@ fn reindex(
     }
     for added in after.difference(&before) {
         tx.writer().put(added, &[])?;
+    }
+    let before: BTreeSet<Vec<u8>> = index::bitmaps_of(old).into_iter().collect();
+    let after: BTreeSet<Vec<u8>> = index::bitmaps_of(new).into_iter().collect();
+    for gone in before.difference(&after) {
+        tx.bitmap_set(scope, gone, new.ord, false)?;
+    }
+    for added in after.difference(&before) {
+        tx.bitmap_set(scope, added, new.ord, true)?;
     }
     Ok(())
 }
@@ -691,8 +719,7 @@ pub(crate) fn delete(
     let (scope, mut record) = load_live(tx, principal, ty, id)?;
     let catalog = tx.catalog(principal.team, ty)?;
     let id = id.as_u128();
-    index::remove_entries(tx.writer(), scope, &catalog, &record)?;
-    tx.bitmap_set(scope, keys::LIVE, record.ord, false)?;
+    link(tx, scope, &catalog, &record, false)?;
     tx.bitmap_set(scope, keys::TRASH, record.ord, true)?;
     let mut counters = tx.counters(scope)?;
     counters.live -= 1;
@@ -720,9 +747,8 @@ pub(crate) fn restore(
         return Ok(render(&catalog, uid, record, None, RefStyle::Id));
     }
     check_unique(tx, scope, &catalog, uid, &record)?;
-    index::add_entries(tx.writer(), scope, &catalog, &record)?;
+    link(tx, scope, &catalog, &record, true)?;
     tx.bitmap_set(scope, keys::TRASH, record.ord, false)?;
-    tx.bitmap_set(scope, keys::LIVE, record.ord, true)?;
     let mut counters = tx.counters(scope)?;
     counters.live += 1;
     counters.trash -= 1;

@@ -161,6 +161,7 @@ pub(crate) fn remove_property(
     if prop.in_value_index() {
         index::drop_entries(tx.writer(), scope, prop.pid)?;
     }
+    tx.bitmap_drop(scope, &index::value_bitmap_prefix(prop.pid))?;
     for (id, mut record) in holders {
         record.set(prop.pid, None);
         record.updated_at = tx.now;

@@ -351,6 +351,11 @@ impl<'w, 't> Tx<'w, 't> {
         }
     }
 
+    /// Deletes every bitmap of `scope` whose name starts with `name_prefix`.
+    pub fn bitmap_drop(&mut self, scope: Scope, name_prefix: &[u8]) -> Result<()> {
+        self.bitmaps.drop_prefix(self.writer, scope, name_prefix)
+    }
+
     /// Replaces the counters of `scope` (written when the transaction ends) and marks the
     /// scope's records as changed.
     pub fn set_counters(&mut self, scope: Scope, mut counters: Counters) {

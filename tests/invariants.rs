@@ -233,6 +233,7 @@ enum Op {
     CreateOrg(u8),
     CreateContact(u8, Option<u8>, Option<usize>),
     Patch(usize, Option<u8>, Option<u8>),
+    PatchOrg(usize, Option<usize>),
     Delete(usize, bool),
     Restore(usize),
     Duplicate(usize),
@@ -256,6 +257,7 @@ fn op() -> impl Strategy<Value = Op> {
             prop::option::of(0u8..8)
         )
             .prop_map(|(i, n, e)| Op::Patch(i, n, e)),
+        (any::<usize>(), prop::option::of(any::<usize>())).prop_map(|(i, o)| Op::PatchOrg(i, o)),
         (any::<usize>(), any::<bool>()).prop_map(|(i, org)| Op::Delete(i, org)),
         any::<usize>().prop_map(Op::Restore),
         any::<usize>().prop_map(Op::Duplicate),
@@ -297,6 +299,10 @@ proptest! {
                 Op::Patch(i, n, e) if !contacts.is_empty() => {
                     let props = json!({"name": n.map(|n| format!("c{n}")), "email": e.map(|e| format!("P{e}@x.io"))});
                     db.patch(&me, C, contacts[i % contacts.len()], &input(props)).map(|_| ())
+                }
+                Op::PatchOrg(i, o) if !contacts.is_empty() => {
+                    let org = o.filter(|_| !orgs.is_empty()).map(|o| orgs[o % orgs.len()].to_string());
+                    db.patch(&me, C, contacts[i % contacts.len()], &input(json!({"organization": org}))).map(|_| ())
                 }
                 Op::Delete(i, false) if !contacts.is_empty() => db.delete(&me, C, contacts[i % contacts.len()]),
                 Op::Delete(i, true) if !orgs.is_empty() => db.delete(&me, ObjectType::Organization, orgs[i % orgs.len()]),

@@ -348,3 +348,25 @@ fn property_json_has_the_api_shape() {
         .to_json();
     assert_eq!(org["target"], "organization");
 }
+
+#[test]
+fn force_removing_a_select_clears_its_bitmaps() {
+    let (db, me) = setup();
+    let admin = Principal::admin(me.team, me.user);
+    let mut tags = spec("tags", "multiselect");
+    tags.options = Some(options(&["a", "b"]));
+    db.add_property(&admin, ObjectType::Contact, &tags).unwrap();
+    let c = contact(&db, &me, json!({"tags": ["a", "b"]}));
+    contact(&db, &me, json!({"tags": ["b"]}));
+    db.patch(
+        &me,
+        ObjectType::Contact,
+        c.id,
+        &input(json!({"tags": ["a"]})),
+    )
+    .unwrap();
+    assert_consistent(&db);
+    db.remove_property(&admin, ObjectType::Contact, "tags", true)
+        .unwrap();
+    assert_consistent(&db);
+}
