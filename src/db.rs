@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::integrity::{self, IntegrityReport};
 use crate::keys;
 use crate::model::{ObjectType, Principal};
+use crate::query::QueryRequest;
 use crate::record::{ListRequest, Page, Record, RecordInput};
 use crate::schema::{Catalog, Property, PropertyChange, PropertySpec};
 use crate::storage::{Durability, Kv, Store, Writer};
@@ -221,6 +222,18 @@ impl Database {
         records::list(&self.view()?, principal, ty, request, false)
     }
 
+    /// One page of the records that match a query (SPEC §4): filter, sort, keyset cursor,
+    /// selection and optional total. Errors: `invalid_filter` with a JSON pointer to the
+    /// offending node, `invalid_cursor`, `invalid_request` for a bad limit.
+    pub fn query(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        request: &QueryRequest,
+    ) -> Result<Page> {
+        crate::query::query(&self.view()?, principal, ty, request)
+    }
+
     /// One page of the trash (soft-deleted records) in id order.
     pub fn trash(
         &self,
@@ -368,6 +381,16 @@ impl Snapshot<'_> {
         records::list(&self.view, principal, ty, request, false)
     }
 
+    /// [`Database::query`] on this snapshot.
+    pub fn query(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        request: &QueryRequest,
+    ) -> Result<Page> {
+        crate::query::query(&self.view, principal, ty, request)
+    }
+
     /// [`Database::trash`] on this snapshot.
     pub fn trash(
         &self,
@@ -441,6 +464,11 @@ impl Batch<'_, '_, '_> {
     /// [`Database::count`] in this batch.
     pub fn count(&self, ty: ObjectType) -> Result<u64> {
         records::count(&*self.tx, self.principal, ty)
+    }
+
+    /// [`Database::query`] in this batch (sees the batch's own writes).
+    pub fn query(&self, ty: ObjectType, request: &QueryRequest) -> Result<Page> {
+        crate::query::query(&*self.tx, self.principal, ty, request)
     }
 
     /// [`Database::list`] in this batch.

@@ -6,10 +6,6 @@
 //! form here (option slugs or UUIDs to option numbers, RFC 3339 to microseconds, e-mail and
 //! the text of `$contains`/`$starts_with`/`$ends_with` to lowercase), so evaluation never
 //! looks at JSON again.
-//!
-//! The query engine that evaluates these plans on bitmaps is the next part of issue 3; until
-//! it lands, only the tests and the `filter` fuzz target use the parser.
-#![allow(dead_code)]
 
 use serde_json::{Map, Value};
 use uuid::Uuid;

@@ -55,7 +55,7 @@ pub(crate) fn encode(prop: &Property, value: &StoredValue) -> Result<Option<Vec<
 /// FoundationDB's tuple layer). Two bytes of overhead, where the `memcomparable` crate's
 /// 8-byte groups cost one byte in eight plus up to eight of padding: on a million contacts'
 /// e-mail and phone entries that was 13 MB of the file.
-fn ordered_text(text: &str) -> Vec<u8> {
+pub(crate) fn ordered_text(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + 2);
     for byte in text.bytes() {
         out.push(byte);

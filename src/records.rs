@@ -65,7 +65,7 @@ fn load_live(
 
 /// How a reference value is shown.
 #[derive(Clone, Copy)]
-enum RefStyle<'a> {
+pub(crate) enum RefStyle<'a> {
     /// As the target's id (single-record reads).
     Id,
     /// As `{id, properties: {name}}`, with names fetched for the page.
@@ -73,7 +73,7 @@ enum RefStyle<'a> {
 }
 
 /// Checks a `properties` selection against the catalog (system fields allowed).
-fn check_selection(catalog: &Catalog, selection: Option<&[String]>) -> Result<()> {
+pub(crate) fn check_selection(catalog: &Catalog, selection: Option<&[String]>) -> Result<()> {
     for slug in selection.unwrap_or_default() {
         if !matches!(slug.as_str(), "created_at" | "updated_at") {
             catalog.require(slug)?;
@@ -82,7 +82,7 @@ fn check_selection(catalog: &Catalog, selection: Option<&[String]>) -> Result<()
     Ok(())
 }
 
-fn render(
+pub(crate) fn render(
     catalog: &Catalog,
     id: u128,
     record: StoredRecord,
@@ -141,7 +141,7 @@ fn render_one(
 }
 
 /// Fetches the `name` of every record the rows reference through a selected property.
-fn reference_names(
+pub(crate) fn reference_names(
     view: &impl View,
     team: Uuid,
     catalog: &Catalog,
@@ -211,7 +211,7 @@ fn reference_names(
 }
 
 /// The names of the records a page references, sorted by id.
-struct RefNames(Vec<(u128, Value)>);
+pub(crate) struct RefNames(Vec<(u128, Value)>);
 
 impl RefNames {
     fn get(&self, id: u128) -> Option<&Value> {
@@ -513,7 +513,10 @@ fn apply_values(
         if let (StoredValue::Ref(target_id), Some(target)) = (&stored, prop.target) {
             check_reference(view, team, prop, target, *target_id)?;
         }
-        record.set(prop.pid, Some(stored));
+        // An empty multiselect holds nothing: stored as absent, so `$exists` agrees with
+        // the option bitmaps.
+        let empty = matches!(&stored, StoredValue::Options(nums) if nums.is_empty());
+        record.set(prop.pid, (!empty).then_some(stored));
     }
     Ok(())
 }

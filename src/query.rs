@@ -1,0 +1,678 @@
+//! The query module: SPEC §4 queries — a parsed [`Filter`] evaluated to a roaring bitmap of
+//! ordinals, sorted, paged by a keyset cursor and rendered like a list page.
+//!
+//! Evaluation works on bitmaps wherever the storage has them: select, multiselect, boolean
+//! and reference conditions read value bitmaps; number and datetime conditions scan the
+//! value index into bitmaps; e-mail and text equality look values up in the value index;
+//! dotted paths evaluate the inner filter on the target type and map the matching targets
+//! back through the reference bitmaps; AND/OR/NOT are bitmap operations (NOT relative to
+//! the live records). Everything else (substring operators, system timestamps, properties
+//! outside the value index, and every condition of a trash query, since the bitmaps and the
+//! index hold live records only) is checked record by record over the candidate set.
+
+use std::collections::HashMap;
+
+use roaring::RoaringBitmap;
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::codec::{StoredRecord, StoredValue};
+use crate::cursor::{self, Cursor};
+use crate::error::{Error, Result};
+use crate::filter::{self, Field, Filter, Op};
+use crate::index;
+use crate::keys::{self, Scope};
+use crate::model::{ObjectType, Principal};
+use crate::record::{ListRequest, Page};
+use crate::records::{self, load, ord_to_id, RefStyle};
+use crate::schema::{Catalog, Kind};
+use crate::storage::{prefix_end, Kv};
+use crate::txn::View;
+
+/// A query body (SPEC §4).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// The filter (default: every record).
+    #[serde(default)]
+    pub filter: Option<Value>,
+    /// Up to 3 sort keys; `id` ascending always breaks ties.
+    #[serde(default)]
+    pub sort: Vec<SortKey>,
+    /// Page size, 1..=1000 (default 50).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// The previous page's `next_cursor`.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Whether to count every matching record.
+    #[serde(default)]
+    pub include_total: bool,
+    /// Which properties each row carries (default all).
+    #[serde(default)]
+    pub properties: Option<Vec<String>>,
+    /// Query the trash instead of the live records.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// One sort key.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct SortKey {
+    /// A sortable property slug, `created_at`, `updated_at` or `id`.
+    pub property: String,
+    /// `asc` (default) or `desc`.
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+/// A sort direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Smallest first.
+    #[default]
+    Asc,
+    /// Largest first.
+    Desc,
+}
+
+/// The most sort keys a query takes.
+pub const MAX_SORT_KEYS: usize = 3;
+
+/// What a sort key reads from a record.
+#[derive(Clone, Copy)]
+enum SortField {
+    Prop(u16),
+    CreatedAt,
+    UpdatedAt,
+}
+
+struct Sorter {
+    keys: Vec<(SortField, Kind, Direction)>,
+}
+
+/// Runs a query for `principal` on `ty`.
+pub(crate) fn query(
+    view: &impl View,
+    principal: &Principal,
+    ty: ObjectType,
+    request: &QueryRequest,
+) -> Result<Page> {
+    let limit = ListRequest {
+        limit: request.limit,
+        ..ListRequest::default()
+    }
+    .page_size()?;
+    let catalog = view.catalog(principal.team, ty)?;
+    let team = principal.team;
+    let catalogs = |t: ObjectType| view.catalog(team, t);
+    let filter = match &request.filter {
+        Some(value) => filter::parse(value, ty, &catalogs)?,
+        None => Filter::All,
+    };
+    let sorter = sorter(&catalog, &request.sort)?;
+    let fingerprint = cursor::fingerprint(&[
+        team.as_bytes(),
+        &[ty.code(), u8::from(request.deleted)],
+        request
+            .filter
+            .as_ref()
+            .map(Value::to_string)
+            .unwrap_or_default()
+            .as_bytes(),
+        format!("{:?}", request.sort).as_bytes(),
+    ]);
+    let after = match &request.cursor {
+        Some(text) => Some(Cursor::decode(text, fingerprint)?),
+        None => None,
+    };
+    let selection = request.properties.as_deref();
+    records::check_selection(&catalog, selection)?;
+    let Some(scope) = view.scope(team, ty)? else {
+        return Ok(Page {
+            rows: Vec::new(),
+            has_more: false,
+            next_cursor: None,
+            total: request.include_total.then_some(0),
+        });
+    };
+    let domain = view.bitmap(
+        scope,
+        if request.deleted {
+            keys::TRASH
+        } else {
+            keys::LIVE
+        },
+    )?;
+    let eval = Evaluator {
+        view,
+        team,
+        deleted: request.deleted,
+    };
+    let matches = eval.bitmap(&filter, scope, &catalog, &domain)?;
+    let total = request.include_total.then(|| matches.len());
+    let (rows, has_more, last_key) = if sorter.keys.is_empty() {
+        page_by_id(view.kv(), scope, &matches, after.as_ref(), limit)?
+    } else {
+        page_sorted(
+            view.kv(),
+            scope,
+            &catalog,
+            &sorter,
+            &matches,
+            after.as_ref(),
+            limit,
+        )?
+    };
+    let next_cursor = match (has_more, rows.last()) {
+        (true, Some((id, record))) => Some(
+            Cursor {
+                fingerprint,
+                last_ord: record.ord,
+                last_id: *id,
+                sort_key: last_key,
+            }
+            .encode(),
+        ),
+        _ => None,
+    };
+    let names = records::reference_names(view, team, &catalog, &rows, selection)?;
+    let rows = rows
+        .into_iter()
+        .map(|(id, record)| {
+            records::render(&catalog, id, record, selection, RefStyle::Nested(&names))
+        })
+        .collect();
+    Ok(Page {
+        rows,
+        has_more,
+        next_cursor,
+        total,
+    })
+}
+
+fn sorter(catalog: &Catalog, keys: &[SortKey]) -> Result<Sorter> {
+    if keys.len() > MAX_SORT_KEYS {
+        return Err(Error::InvalidFilter(format!(
+            "/sort: at most {MAX_SORT_KEYS} sort keys"
+        )));
+    }
+    let mut out = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let at = format!("/sort/{i}/property");
+        let (field, kind) = match key.property.as_str() {
+            "id" => break,
+            "created_at" => (SortField::CreatedAt, Kind::Datetime),
+            "updated_at" => (SortField::UpdatedAt, Kind::Datetime),
+            slug => {
+                let prop = catalog
+                    .property(slug)
+                    .ok_or_else(|| Error::InvalidFilter(format!("{at}: no property {slug:?}")))?;
+                if matches!(prop.kind, Kind::Multiselect | Kind::Reference) {
+                    return Err(Error::InvalidFilter(format!(
+                        "{at}: {} properties are not sortable",
+                        prop.kind.as_str()
+                    )));
+                }
+                (SortField::Prop(prop.pid), prop.kind)
+            }
+        };
+        out.push((field, kind, key.direction));
+    }
+    Ok(Sorter { keys: out })
+}
+
+impl Sorter {
+    /// The record's sort key: per key, `0x00` + the ordered value (bytes inverted for
+    /// `desc`) or `0x01` when missing, so missing values sort last either way.
+    fn key(&self, catalog: &Catalog, record: &StoredRecord) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (field, kind, direction) in &self.keys {
+            let value = match field {
+                SortField::Prop(pid) => record.value(*pid).cloned(),
+                SortField::CreatedAt => Some(StoredValue::Time(record.created_at)),
+                SortField::UpdatedAt => Some(StoredValue::Time(record.updated_at)),
+            };
+            let encoded = value.and_then(|v| sort_bytes(catalog, *field, *kind, &v));
+            match encoded {
+                Some(bytes) => {
+                    out.push(0);
+                    match direction {
+                        Direction::Asc => out.extend_from_slice(&bytes),
+                        Direction::Desc => out.extend(bytes.iter().map(|b| !b)),
+                    }
+                }
+                None => out.push(1),
+            }
+        }
+        out
+    }
+}
+
+/// Order-preserving, prefix-free bytes of a sortable value.
+fn sort_bytes(
+    catalog: &Catalog,
+    field: SortField,
+    kind: Kind,
+    value: &StoredValue,
+) -> Option<Vec<u8>> {
+    match (value, kind) {
+        (StoredValue::Option(n), Kind::Select) => {
+            let SortField::Prop(pid) = field else {
+                return None;
+            };
+            let rank = catalog.by_pid(pid)?.option_rank(*n)? as u32;
+            Some(rank.to_be_bytes().to_vec())
+        }
+        (StoredValue::Bool(b), _) => Some(vec![u8::from(*b)]),
+        (StoredValue::Str(s), _) => Some(index::ordered_text(s)),
+        (StoredValue::Int(i), _) => memcomparable::to_vec(&(*i as f64)).ok(),
+        (StoredValue::Float(f), _) => memcomparable::to_vec(f).ok(),
+        (StoredValue::Time(t), _) => memcomparable::to_vec(t).ok(),
+        _ => None,
+    }
+}
+
+type Rows = (Vec<(u128, StoredRecord)>, bool, Vec<u8>);
+
+fn page_by_id(
+    kv: &impl Kv,
+    scope: Scope,
+    matches: &RoaringBitmap,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> Result<Rows> {
+    let from = match after {
+        Some(c) if c.last_ord == u32::MAX => return Ok((Vec::new(), false, Vec::new())),
+        Some(c) => c.last_ord + 1,
+        None => 0,
+    };
+    let mut rows = Vec::with_capacity(limit + 1);
+    for ord in matches.range(from..).take(limit + 1) {
+        let id = ord_to_id(kv, scope, ord)?;
+        let record = load(kv, scope, id)?
+            .ok_or_else(|| Error::Internal(format!("ordinal {ord} points at a missing record")))?;
+        rows.push((id, record));
+    }
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
+    Ok((rows, has_more, Vec::new()))
+}
+
+fn page_sorted(
+    kv: &impl Kv,
+    scope: Scope,
+    catalog: &Catalog,
+    sorter: &Sorter,
+    matches: &RoaringBitmap,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> Result<Rows> {
+    let mut keyed = Vec::with_capacity(matches.len() as usize);
+    for ord in matches {
+        let id = ord_to_id(kv, scope, ord)?;
+        let record = load(kv, scope, id)?
+            .ok_or_else(|| Error::Internal(format!("ordinal {ord} points at a missing record")))?;
+        keyed.push((sorter.key(catalog, &record), id, record));
+    }
+    if let Some(c) = after {
+        keyed.retain(|(key, id, _)| (key.as_slice(), *id) > (c.sort_key.as_slice(), c.last_id));
+    }
+    keyed.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let has_more = keyed.len() > limit;
+    keyed.truncate(limit);
+    let last_key = keyed
+        .last()
+        .map(|(key, _, _)| key.clone())
+        .unwrap_or_default();
+    Ok((
+        keyed
+            .into_iter()
+            .map(|(_, id, record)| (id, record))
+            .collect(),
+        has_more,
+        last_key,
+    ))
+}
+
+/// Evaluates filters of one query.
+struct Evaluator<'v, V: View> {
+    view: &'v V,
+    team: Uuid,
+    deleted: bool,
+}
+
+impl<V: View> Evaluator<'_, V> {
+    /// The ordinals in `domain` of the records that match `filter`.
+    fn bitmap(
+        &self,
+        filter: &Filter,
+        scope: Scope,
+        catalog: &Catalog,
+        domain: &RoaringBitmap,
+    ) -> Result<RoaringBitmap> {
+        Ok(match filter {
+            Filter::All => domain.clone(),
+            Filter::And(parts) => {
+                let mut acc = domain.clone();
+                for part in parts {
+                    if acc.is_empty() {
+                        break;
+                    }
+                    acc &= self.bitmap(part, scope, catalog, &acc)?;
+                }
+                acc
+            }
+            Filter::Or(parts) => {
+                let mut acc = RoaringBitmap::new();
+                for part in parts {
+                    acc |= self.bitmap(part, scope, catalog, domain)?;
+                }
+                acc
+            }
+            Filter::Not(part) => domain - self.bitmap(part, scope, catalog, domain)?,
+            Filter::Cond(field, op) => match self.leaf(field, op, scope, catalog, domain)? {
+                Some(found) => found & domain,
+                None => self.scan(field, op, scope, domain)?,
+            },
+        })
+    }
+
+    /// A condition answered from bitmaps or the value index, or `None` where only a scan can.
+    fn leaf(
+        &self,
+        field: &Field,
+        op: &Op,
+        scope: Scope,
+        catalog: &Catalog,
+        domain: &RoaringBitmap,
+    ) -> Result<Option<RoaringBitmap>> {
+        if self.deleted {
+            return Ok(None);
+        }
+        match field {
+            Field::Prop { pid, kind } => self.prop_leaf(*pid, *kind, op, scope, catalog, domain),
+            Field::Path { via, target, inner } => {
+                let Some(target_scope) = self.view.scope(self.team, *target)? else {
+                    return Ok(Some(RoaringBitmap::new()));
+                };
+                let target_catalog = self.view.catalog(self.team, *target)?;
+                let target_domain = self.view.bitmap(target_scope, keys::LIVE)?;
+                let inner_filter = Filter::Cond((**inner).clone(), op.clone());
+                let targets =
+                    self.bitmap(&inner_filter, target_scope, &target_catalog, &target_domain)?;
+                let mut found = RoaringBitmap::new();
+                for ord in &targets {
+                    let id = ord_to_id(self.view.kv(), target_scope, ord)?;
+                    if let Some(name) = index::value_bitmap_name(*via, &StoredValue::Ref(id)) {
+                        found |= self.view.bitmap(scope, &name)?;
+                    }
+                }
+                Ok(Some(found))
+            }
+            Field::CreatedAt | Field::UpdatedAt => Ok(None),
+        }
+    }
+
+    fn prop_leaf(
+        &self,
+        pid: u16,
+        kind: Kind,
+        op: &Op,
+        scope: Scope,
+        catalog: &Catalog,
+        domain: &RoaringBitmap,
+    ) -> Result<Option<RoaringBitmap>> {
+        let bitmap_kind = matches!(
+            kind,
+            Kind::Select | Kind::Multiselect | Kind::Boolean | Kind::Reference
+        );
+        if bitmap_kind {
+            let one = |v: &StoredValue| -> Result<RoaringBitmap> {
+                match index::value_bitmap_name(pid, v) {
+                    Some(name) => self.view.bitmap(scope, &name),
+                    None => Ok(RoaringBitmap::new()),
+                }
+            };
+            return Ok(match op {
+                Op::Eq(v) => Some(one(v)?),
+                Op::In(vs) => Some(
+                    vs.iter()
+                        .map(one)
+                        .collect::<Result<Vec<_>>>()?
+                        .into_iter()
+                        .fold(RoaringBitmap::new(), |a, b| a | b),
+                ),
+                Op::HasAll(nums) => {
+                    let mut acc = domain.clone();
+                    for n in nums {
+                        acc &= one(&StoredValue::Option(*n))?;
+                    }
+                    Some(acc)
+                }
+                Op::Exists(present) => {
+                    let all = self.all_values(pid, scope)?;
+                    Some(if *present { all } else { domain - all })
+                }
+                _ => None,
+            });
+        }
+        let Some(prop) = catalog.by_pid(pid).filter(|p| p.in_value_index()) else {
+            return Ok(None);
+        };
+        match (kind, op) {
+            (Kind::Number | Kind::Datetime, Op::Gt(v) | Op::Gte(v) | Op::Lt(v) | Op::Lte(v)) => {
+                let Some(encoded) = index::encode(prop, v)? else {
+                    return Ok(None);
+                };
+                Ok(Some(self.index_range(scope, pid, &encoded, op)?))
+            }
+            (Kind::Number | Kind::Datetime, Op::Exists(present)) => {
+                let all = self.index_range(scope, pid, &[], &Op::Exists(true))?;
+                Ok(Some(if *present { all } else { domain - all }))
+            }
+            (_, Op::Eq(v)) => Ok(Some(self.index_equal(
+                scope,
+                prop,
+                std::slice::from_ref(v),
+            )?)),
+            (_, Op::In(vs)) => Ok(Some(self.index_equal(scope, prop, vs)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Records holding any value of bitmap-kind property `pid`.
+    fn all_values(&self, pid: u16, scope: Scope) -> Result<RoaringBitmap> {
+        let named =
+            crate::bitmap::read_named(self.view.kv(), scope, &index::value_bitmap_prefix(pid))?;
+        Ok(named.into_values().fold(RoaringBitmap::new(), |a, b| a | b))
+    }
+
+    /// Ordinals of value index entries of `pid` in the range `op` gives around `encoded`.
+    fn index_range(
+        &self,
+        scope: Scope,
+        pid: u16,
+        encoded: &[u8],
+        op: &Op,
+    ) -> Result<RoaringBitmap> {
+        let all = scope.value_prefix(pid, &[]);
+        let at = scope.value_prefix(pid, encoded);
+        let past_at = prefix_end(&at).unwrap_or_default();
+        let past_all = prefix_end(&all).unwrap_or_default();
+        let (start, end) = match op {
+            Op::Gt(_) => (past_at, past_all),
+            Op::Gte(_) => (at, past_all),
+            Op::Lt(_) => (all, at),
+            Op::Lte(_) => (all, past_at),
+            _ => (all, past_all),
+        };
+        let mut found = RoaringBitmap::new();
+        self.view.kv().scan(
+            std::ops::Bound::Included(&start),
+            std::ops::Bound::Excluded(&end),
+            false,
+            |key, _| {
+                if let Some(ord) = key
+                    .len()
+                    .checked_sub(4)
+                    .and_then(|at| keys::read_u32(&key[at..]))
+                {
+                    found.insert(ord);
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(found)
+    }
+
+    /// Records whose `prop` equals one of `values`, found in the value index and confirmed
+    /// on the record.
+    fn index_equal(
+        &self,
+        scope: Scope,
+        prop: &crate::schema::Property,
+        values: &[StoredValue],
+    ) -> Result<RoaringBitmap> {
+        let kv = self.view.kv();
+        let mut found = RoaringBitmap::new();
+        for value in values {
+            for ord in index::candidates(kv, scope, prop, value)? {
+                let id = ord_to_id(kv, scope, ord)?;
+                let holds = load(kv, scope, id)?
+                    .and_then(|r| r.value(prop.pid).cloned())
+                    .is_some_and(|stored| values_equal(prop.kind, &stored, value));
+                if holds {
+                    found.insert(ord);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// A condition checked record by record over `domain`.
+    fn scan(
+        &self,
+        field: &Field,
+        op: &Op,
+        scope: Scope,
+        domain: &RoaringBitmap,
+    ) -> Result<RoaringBitmap> {
+        let kv = self.view.kv();
+        let mut targets: HashMap<u128, bool> = HashMap::new();
+        let mut found = RoaringBitmap::new();
+        for ord in domain {
+            let id = ord_to_id(kv, scope, ord)?;
+            let Some(record) = load(kv, scope, id)? else {
+                continue;
+            };
+            if self.record_matches(field, op, &record, &mut targets)? {
+                found.insert(ord);
+            }
+        }
+        Ok(found)
+    }
+
+    fn record_matches(
+        &self,
+        field: &Field,
+        op: &Op,
+        record: &StoredRecord,
+        targets: &mut HashMap<u128, bool>,
+    ) -> Result<bool> {
+        let (value, kind) = match field {
+            Field::Prop { pid, kind } => (record.value(*pid).cloned(), *kind),
+            Field::CreatedAt => (Some(StoredValue::Time(record.created_at)), Kind::Datetime),
+            Field::UpdatedAt => (Some(StoredValue::Time(record.updated_at)), Kind::Datetime),
+            Field::Path { via, target, inner } => {
+                let Some(StoredValue::Ref(id)) = record.value(*via) else {
+                    return Ok(false);
+                };
+                if let Some(known) = targets.get(id) {
+                    return Ok(*known);
+                }
+                let hit = match self.view.scope(self.team, *target)? {
+                    Some(target_scope) => match load(self.view.kv(), target_scope, *id)? {
+                        Some(t) if t.is_live() => {
+                            self.record_matches(inner, op, &t, &mut HashMap::new())?
+                        }
+                        _ => false,
+                    },
+                    None => false,
+                };
+                targets.insert(*id, hit);
+                return Ok(hit);
+            }
+        };
+        Ok(value_matches(kind, value.as_ref(), op))
+    }
+}
+
+/// Whether a stored value (or its absence) satisfies `op` (SPEC §4 semantics).
+pub(crate) fn value_matches(kind: Kind, value: Option<&StoredValue>, op: &Op) -> bool {
+    let Some(value) = value else {
+        return matches!(op, Op::Exists(false));
+    };
+    let text = |v: &StoredValue| match v {
+        StoredValue::Str(s) => Some(s.to_lowercase()),
+        _ => None,
+    };
+    match op {
+        Op::Exists(present) => *present,
+        Op::Eq(wanted) => values_equal(kind, value, wanted),
+        Op::In(wanted) => wanted.iter().any(|w| values_equal(kind, value, w)),
+        Op::HasAll(nums) => {
+            matches!(value, StoredValue::Options(held) if nums.iter().all(|n| held.contains(n)))
+        }
+        Op::Gt(b) => compare(kind, value, b).is_some_and(|o| o.is_gt()),
+        Op::Gte(b) => compare(kind, value, b).is_some_and(|o| o.is_ge()),
+        Op::Lt(b) => compare(kind, value, b).is_some_and(|o| o.is_lt()),
+        Op::Lte(b) => compare(kind, value, b).is_some_and(|o| o.is_le()),
+        Op::Contains(needle) => text(value).is_some_and(|t| t.contains(needle.as_str())),
+        Op::StartsWith(needle) => text(value).is_some_and(|t| t.starts_with(needle.as_str())),
+        Op::EndsWith(needle) => text(value).is_some_and(|t| t.ends_with(needle.as_str())),
+    }
+}
+
+fn values_equal(kind: Kind, stored: &StoredValue, wanted: &StoredValue) -> bool {
+    match (stored, wanted) {
+        (StoredValue::Str(a), StoredValue::Str(b)) if kind == Kind::Email => {
+            a.to_lowercase() == b.to_lowercase()
+        }
+        (StoredValue::Int(a), StoredValue::Int(b)) => a == b,
+        (
+            StoredValue::Int(_) | StoredValue::Float(_),
+            StoredValue::Int(_) | StoredValue::Float(_),
+        ) => as_f64(stored) == as_f64(wanted),
+        (StoredValue::Options(held), StoredValue::Option(n)) => held.contains(n),
+        _ => stored == wanted,
+    }
+}
+
+/// Order of a stored value against a bound: numbers as `f64` (ints and floats mixed, as the
+/// value index orders them), datetimes as instants, text in UTF-8 byte order (e-mail
+/// lowercased).
+fn compare(kind: Kind, stored: &StoredValue, bound: &StoredValue) -> Option<std::cmp::Ordering> {
+    match (stored, bound) {
+        (
+            StoredValue::Int(_) | StoredValue::Float(_),
+            StoredValue::Int(_) | StoredValue::Float(_),
+        ) => as_f64(stored).partial_cmp(&as_f64(bound)),
+        (StoredValue::Time(a), StoredValue::Time(b)) => Some(a.cmp(b)),
+        (StoredValue::Str(a), StoredValue::Str(b)) if kind == Kind::Email => {
+            Some(a.to_lowercase().as_bytes().cmp(b.to_lowercase().as_bytes()))
+        }
+        (StoredValue::Str(a), StoredValue::Str(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
+        _ => None,
+    }
+}
+
+fn as_f64(value: &StoredValue) -> f64 {
+    match value {
+        StoredValue::Int(i) => *i as f64,
+        StoredValue::Float(f) => *f,
+        _ => f64::NAN,
+    }
+}

@@ -1,0 +1,480 @@
+//! The query engine against a brute-force oracle: random data, random filters (nested
+//! and/or/not, every operator, a dotted path) and random sorts; the engine's pages,
+//! concatenated, must equal the oracle's sorted result for several page sizes.
+
+mod common;
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use common::{input, setup};
+use prismdb::{
+    Database, Direction, ObjectType, OptionSpec, Principal, PropertySpec, QueryRequest, SortKey,
+};
+use proptest::prelude::*;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+const C: ObjectType = ObjectType::Contact;
+const STATUSES: [&str; 3] = ["a", "b", "c"];
+
+fn spec(slug: &str, kind: &str, options: &[&str]) -> PropertySpec {
+    PropertySpec {
+        slug: slug.into(),
+        kind: kind.into(),
+        options: (!options.is_empty()).then(|| {
+            options
+                .iter()
+                .map(|o| OptionSpec {
+                    slug: (*o).into(),
+                    label: None,
+                })
+                .collect()
+        }),
+        ..Default::default()
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Row {
+    score: Option<f64>,
+    status: Option<usize>,
+    tags: Vec<usize>,
+    vip: Option<bool>,
+    city: Option<String>,
+    email: Option<usize>,
+    org: Option<usize>,
+    deleted: bool,
+}
+
+fn row() -> impl Strategy<Value = Row> {
+    (
+        prop::option::of(prop_oneof![
+            (-3i64..4).prop_map(|i| i as f64),
+            (-3i64..4).prop_map(|i| i as f64 + 0.5)
+        ]),
+        prop::option::of(0usize..3),
+        prop::collection::vec(0usize..3, 0..3),
+        prop::option::of(any::<bool>()),
+        prop::option::of("[abAB]{0,3}"),
+        prop::option::of(0usize..1000),
+        prop::option::of(0usize..3),
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(
+            |(score, status, tags, vip, city, email, org, deleted)| Row {
+                score,
+                status,
+                tags,
+                vip,
+                city,
+                email,
+                org,
+                deleted,
+            },
+        )
+}
+
+/// Builds a database from rows; returns it, the principal and the org ids.
+fn load(rows: &[Row]) -> (Database, Principal) {
+    let (db, me) = setup();
+    let admin = Principal::admin(me.team, me.user);
+    db.add_property(&admin, C, &spec("score", "number", &[]))
+        .unwrap();
+    db.add_property(&admin, C, &spec("status", "select", &STATUSES))
+        .unwrap();
+    db.add_property(&admin, C, &spec("tags", "multiselect", &["x", "y", "z"]))
+        .unwrap();
+    db.add_property(&admin, C, &spec("vip", "boolean", &[]))
+        .unwrap();
+    db.add_property(&admin, C, &spec("city", "text", &[]))
+        .unwrap();
+    db.add_property(
+        &admin,
+        ObjectType::Organization,
+        &spec("industry", "select", &["i0", "i1"]),
+    )
+    .unwrap();
+    let orgs: Vec<Uuid> = (0..3)
+        .map(|i| {
+            let props = json!({"name": format!("Org{i}"), "industry": format!("i{}", i % 2)});
+            db.create(&me, ObjectType::Organization, &input(props))
+                .unwrap()
+                .id
+        })
+        .collect();
+    let mut used_emails = std::collections::HashSet::new();
+    for row in rows {
+        let mut props = Map::new();
+        if let Some(s) = row.score {
+            props.insert(
+                "score".into(),
+                if s.fract() == 0.0 {
+                    json!(s as i64)
+                } else {
+                    json!(s)
+                },
+            );
+        }
+        if let Some(s) = row.status {
+            props.insert("status".into(), json!(STATUSES[s]));
+        }
+        if !row.tags.is_empty() {
+            props.insert(
+                "tags".into(),
+                json!(row
+                    .tags
+                    .iter()
+                    .map(|t| ["x", "y", "z"][*t])
+                    .collect::<Vec<_>>()),
+            );
+        }
+        if let Some(v) = row.vip {
+            props.insert("vip".into(), json!(v));
+        }
+        if let Some(c) = &row.city {
+            props.insert("city".into(), json!(c));
+        }
+        if let Some(e) = row.email.filter(|e| used_emails.insert(*e)) {
+            props.insert("email".into(), json!(format!("P{e}@x.io")));
+        }
+        if let Some(o) = row.org {
+            props.insert("organization".into(), json!(orgs[o].to_string()));
+        }
+        let id = db.create(&me, C, &input(Value::Object(props))).unwrap().id;
+        if row.deleted {
+            db.delete(&me, C, id).unwrap();
+        }
+    }
+    (db, me)
+}
+
+fn leaf() -> impl Strategy<Value = Value> {
+    let num = prop_oneof![
+        (-3i64..4).prop_map(|i| json!(i)),
+        (-3i64..4).prop_map(|i| json!(i as f64 + 0.5))
+    ];
+    let status = (0usize..3).prop_map(|s| json!(STATUSES[s]));
+    let tag = (0usize..3).prop_map(|t| json!(["x", "y", "z"][t]));
+    prop_oneof![
+        (prop::sample::select(vec!["$eq", "$ne", "$gt", "$gte", "$lt", "$lte"]), num.clone()).prop_map(|(op, n)| json!({"score": {op: n}})),
+        prop::collection::vec(num, 1..3).prop_map(|ns| json!({"score": {"$in": ns}})),
+        any::<bool>().prop_map(|b| json!({"score": {"$exists": b}})),
+        Just(json!({"score": null})),
+        status.clone().prop_map(|s| json!({"status": s})),
+        prop::collection::vec(status.clone(), 1..3).prop_map(|ss| json!({"status": {"$nin": ss}})),
+        prop::collection::vec(status, 1..3).prop_map(|ss| json!({"status": {"$in": ss}})),
+        tag.clone().prop_map(|t| json!({"tags": {"$contains": t}})),
+        prop::collection::vec(tag.clone(), 1..3).prop_map(|ts| json!({"tags": {"$in": ts}})),
+        prop::collection::vec(tag, 1..3).prop_map(|ts| json!({"tags": {"$all": ts}})),
+        any::<bool>().prop_map(|b| json!({"tags": {"$exists": b}})),
+        any::<bool>().prop_map(|b| json!({"vip": b})),
+        (prop::sample::select(vec!["$contains", "$starts_with", "$ends_with", "$eq", "$gt", "$lte"]), "[abAB]{0,2}").prop_map(|(op, t)| json!({"city": {op: t}})),
+        (0usize..1000).prop_map(|e| json!({"email": format!("p{e}@X.io")})),
+        (0usize..2).prop_map(|i| json!({"organization.industry": format!("i{i}")})),
+        (0usize..3).prop_map(|i| json!({"organization.name": {"$ends_with": format!("{i}")}})),
+        any::<bool>().prop_map(|b| json!({"created_at": {"$lt": if b { "2000-01-01T00:00:00Z" } else { "2999-01-01T00:00:00Z" }}})),
+    ]
+}
+
+fn filter() -> impl Strategy<Value = Value> {
+    leaf().prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 1..3).prop_map(|fs| json!({"$and": fs})),
+            prop::collection::vec(inner.clone(), 1..3).prop_map(|fs| json!({"$or": fs})),
+            inner.prop_map(|f| json!({"$not": f})),
+        ]
+    })
+}
+
+fn sort() -> impl Strategy<Value = Vec<SortKey>> {
+    prop::collection::vec(
+        (
+            prop::sample::select(vec!["score", "status", "city", "vip", "created_at"]),
+            any::<bool>(),
+        )
+            .prop_map(|(p, desc)| SortKey {
+                property: p.into(),
+                direction: if desc {
+                    Direction::Desc
+                } else {
+                    Direction::Asc
+                },
+            }),
+        0..3,
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// The oracle: SPEC §4 semantics on the JSON that reads return.
+// ---------------------------------------------------------------------------------------
+
+struct World {
+    orgs: HashMap<String, Map<String, Value>>,
+}
+
+fn eval(world: &World, filter: &Value, record: &Map<String, Value>) -> bool {
+    filter
+        .as_object()
+        .unwrap()
+        .iter()
+        .all(|(key, value)| match key.as_str() {
+            "$and" => value
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|f| eval(world, f, record)),
+            "$or" => value
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| eval(world, f, record)),
+            "$not" => !eval(world, value, record),
+            field => condition(world, field, value, record),
+        })
+}
+
+fn condition(world: &World, field: &str, value: &Value, record: &Map<String, Value>) -> bool {
+    if let Some((via, rest)) = field.split_once('.') {
+        let Some(target) = record
+            .get(via)
+            .and_then(Value::as_str)
+            .and_then(|id| world.orgs.get(id))
+        else {
+            return false;
+        };
+        return condition(world, rest, value, target);
+    }
+    let held = record.get(field);
+    match value {
+        Value::Object(ops) => ops
+            .iter()
+            .all(|(op, operand)| apply(field, held, op, operand)),
+        shorthand => apply(field, held, "$eq", shorthand),
+    }
+}
+
+fn equal(field: &str, held: &Value, wanted: &Value) -> bool {
+    match (held, wanted) {
+        (Value::Array(items), w) => items.contains(w),
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::String(a), Value::String(b)) if field == "email" => {
+            a.to_lowercase() == b.to_lowercase()
+        }
+        (a, b) => a == b,
+    }
+}
+
+fn order(held: &Value, bound: &Value) -> Option<Ordering> {
+    match (held, bound) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64()?.partial_cmp(&b.as_f64()?),
+        (Value::String(a), Value::String(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
+        _ => None,
+    }
+}
+
+fn apply(field: &str, held: Option<&Value>, op: &str, operand: &Value) -> bool {
+    let text = |h: Option<&Value>| h.and_then(Value::as_str).map(str::to_lowercase);
+    let needle = || operand.as_str().unwrap_or_default().to_lowercase();
+    match op {
+        "$eq" if operand.is_null() => held.is_none(),
+        "$eq" => held.is_some_and(|h| equal(field, h, operand)),
+        "$ne" => !apply(field, held, "$eq", operand),
+        "$in" => operand
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| apply(field, held, "$eq", w)),
+        "$nin" => !apply(field, held, "$in", operand),
+        "$all" => operand
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| apply(field, held, "$eq", w)),
+        "$exists" => held.is_some() == operand.as_bool().unwrap(),
+        "$contains" if field == "tags" => apply(field, held, "$eq", operand),
+        "$contains" => text(held).is_some_and(|t| t.contains(&needle())),
+        "$starts_with" => text(held).is_some_and(|t| t.starts_with(&needle())),
+        "$ends_with" => text(held).is_some_and(|t| t.ends_with(&needle())),
+        "$lt" if field == "created_at" => operand.as_str().unwrap() > "2500",
+        "$gt" => held
+            .and_then(|h| order(h, operand))
+            .is_some_and(Ordering::is_gt),
+        "$gte" => held
+            .and_then(|h| order(h, operand))
+            .is_some_and(Ordering::is_ge),
+        "$lt" => held
+            .and_then(|h| order(h, operand))
+            .is_some_and(Ordering::is_lt),
+        "$lte" => held
+            .and_then(|h| order(h, operand))
+            .is_some_and(Ordering::is_le),
+        other => panic!("oracle does not know {other}"),
+    }
+}
+
+fn sort_cmp(
+    keys: &[SortKey],
+    a: &(Uuid, Map<String, Value>),
+    b: &(Uuid, Map<String, Value>),
+) -> Ordering {
+    for key in keys {
+        let rank = |v: &Value| -> Value {
+            match (key.property.as_str(), v) {
+                ("status", Value::String(s)) => {
+                    json!(STATUSES.iter().position(|x| x == s).unwrap())
+                }
+                ("vip", Value::Bool(b)) => json!(u8::from(*b)),
+                _ => v.clone(),
+            }
+        };
+        let (x, y) = (
+            a.1.get(&key.property).map(rank),
+            b.1.get(&key.property).map(rank),
+        );
+        let ord = match (x, y) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (Some(x), Some(y)) => {
+                let o = order(&x, &y).unwrap_or(Ordering::Equal);
+                if key.direction == Direction::Desc {
+                    o.reverse()
+                } else {
+                    o
+                }
+            }
+        };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    a.0.cmp(&b.0)
+}
+
+fn all_pages(db: &Database, me: &Principal, mut request: QueryRequest) -> (Vec<Uuid>, Option<u64>) {
+    let mut ids = Vec::new();
+    let mut total = None;
+    loop {
+        let page = db.query(me, C, &request).unwrap();
+        total = total.or(page.total);
+        ids.extend(page.rows.iter().map(|r| r.id));
+        match page.next_cursor {
+            Some(cursor) => request.cursor = Some(cursor),
+            None => return (ids, total),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn query_pages_equal_the_oracle(
+        rows in prop::collection::vec(row(), 0..30),
+        filter in filter(),
+        keys in sort(),
+        deleted in prop::bool::weighted(0.25),
+    ) {
+        let (db, me) = load(&rows);
+        // Everything the oracle needs, read back through the public API.
+        let everything = QueryRequest { limit: Some(1000), deleted, ..Default::default() };
+        let records: Vec<(Uuid, Map<String, Value>)> = db
+            .query(&me, C, &everything)
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| {
+                let mut props: Map<String, Value> = r.properties.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+                if let Some(org) = props.get("organization").and_then(|o| o.get("id")).cloned() {
+                    props.insert("organization".into(), org);
+                }
+                // RFC 3339 with a fixed-width fraction, so that text order is time order.
+                if let Some(Value::String(at)) = props.get_mut("created_at") {
+                    if !at.contains('.') {
+                        *at = at.replace('Z', ".000000Z");
+                    }
+                }
+                (r.id, props)
+            })
+            .collect();
+        let orgs = db.query(&me, ObjectType::Organization, &QueryRequest { limit: Some(10), ..Default::default() }).unwrap();
+        let world = World {
+            orgs: orgs.rows.iter().map(|r| (r.id.to_string(), r.properties.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())).collect(),
+        };
+        let mut expected: Vec<_> = records.iter().filter(|(_, r)| eval(&world, &filter, r)).cloned().collect();
+        expected.sort_by(|a, b| sort_cmp(&keys, a, b));
+        let expected: Vec<Uuid> = expected.into_iter().map(|(id, _)| id).collect();
+        for limit in [1u32, 3, 7, 50] {
+            let request = QueryRequest {
+                filter: Some(filter.clone()),
+                sort: keys.clone(),
+                limit: Some(limit),
+                include_total: true,
+                deleted,
+                ..Default::default()
+            };
+            let (ids, total) = all_pages(&db, &me, request);
+            prop_assert_eq!(&ids, &expected, "limit {}", limit);
+            prop_assert_eq!(total, Some(expected.len() as u64));
+        }
+    }
+}
+
+#[test]
+fn bad_queries_name_what_is_wrong() {
+    let (db, me) = setup();
+    let cases = [
+        (
+            json!({"filter": {"nope": 1}}),
+            "invalid_filter",
+            "/filter/nope",
+        ),
+        (
+            json!({"sort": [{"property": "organization"}]}),
+            "invalid_filter",
+            "/sort/0/property",
+        ),
+        (
+            json!({"sort": [{"property": "x"}]}),
+            "invalid_filter",
+            "/sort/0/property",
+        ),
+        (json!({"limit": 0}), "invalid_request", "limit"),
+        (json!({"cursor": "AAAA"}), "invalid_cursor", "cursor"),
+    ];
+    for (body, code, fragment) in cases {
+        let request: QueryRequest = serde_json::from_value(body.clone()).unwrap();
+        let err = db.query(&me, C, &request).unwrap_err();
+        assert_eq!(err.code(), code, "{body}");
+        assert!(
+            err.message().contains(fragment),
+            "{err} should mention {fragment}"
+        );
+    }
+}
+
+#[test]
+fn a_cursor_belongs_to_its_query() {
+    let (db, me) = setup();
+    for i in 0..5 {
+        db.create(&me, C, &input(json!({"name": format!("n{i}")})))
+            .unwrap();
+    }
+    let request = QueryRequest {
+        limit: Some(2),
+        filter: Some(json!({"name": {"$starts_with": "n"}})),
+        ..Default::default()
+    };
+    let cursor = db.query(&me, C, &request).unwrap().next_cursor.unwrap();
+    let other = QueryRequest {
+        limit: Some(2),
+        filter: Some(json!({"name": {"$starts_with": "m"}})),
+        cursor: Some(cursor),
+        ..Default::default()
+    };
+    assert_eq!(
+        db.query(&me, C, &other).unwrap_err().code(),
+        "invalid_cursor"
+    );
+}
