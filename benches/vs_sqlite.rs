@@ -239,10 +239,13 @@ fn sqlite_row(row: &rusqlite::Row<'_>, nested_org: bool) -> (Uuid, Map<String, V
         .map(|t| t.parse().unwrap())
         .collect();
     tags.sort_unstable();
-    props.insert(
-        "tags".into(),
-        json!(tags.iter().map(|t| format!("tag{t}")).collect::<Vec<_>>()),
-    );
+    // prismdb stores an empty multiselect as no value; show SQLite's rows the same way.
+    if !tags.is_empty() {
+        props.insert(
+            "tags".into(),
+            json!(tags.iter().map(|t| format!("tag{t}")).collect::<Vec<_>>()),
+        );
+    }
     (id, props)
 }
 

@@ -25,7 +25,7 @@ fn encoding_failed(e: memcomparable::Error) -> Error {
 }
 
 /// The index form of `value` for property `prop`, or `None` for values the index does not
-/// hold (select, multiselect, reference, boolean: those are bitmap material).
+/// hold (select, multiselect, boolean: those have value bitmaps).
 pub(crate) fn encode(prop: &Property, value: &StoredValue) -> Result<Option<Vec<u8>>> {
     let encoded = match value {
         StoredValue::Str(text) => {
@@ -45,6 +45,7 @@ pub(crate) fn encode(prop: &Property, value: &StoredValue) -> Result<Option<Vec<
         StoredValue::Int(i) => memcomparable::to_vec(&(*i as f64)),
         StoredValue::Float(f) => memcomparable::to_vec(f),
         StoredValue::Time(t) => memcomparable::to_vec(t),
+        StoredValue::Ref(id) => return Ok(Some(id.to_be_bytes().to_vec())),
         _ => return Ok(None),
     };
     encoded.map(Some).map_err(encoding_failed)
@@ -136,14 +137,13 @@ pub(crate) fn for_each_entry(
 }
 
 /// The name of the value bitmap of property `pid` holding `value`, for the kinds that have
-/// value bitmaps: `[2, pid, option number | boolean | target id]`.
+/// value bitmaps: `[2, pid, option number | boolean]`.
 pub(crate) fn value_bitmap_name(pid: u16, value: &StoredValue) -> Option<Vec<u8>> {
     let mut name = vec![keys::VALUE_BITMAP];
     name.extend_from_slice(&pid.to_be_bytes());
     match value {
         StoredValue::Option(n) => name.extend_from_slice(&n.to_be_bytes()),
         StoredValue::Bool(b) => name.push(u8::from(*b)),
-        StoredValue::Ref(id) => name.extend_from_slice(&id.to_be_bytes()),
         _ => return None,
     }
     Some(name)
@@ -157,7 +157,7 @@ pub(crate) fn value_bitmap_prefix(pid: u16) -> Vec<u8> {
 }
 
 /// The value bitmaps a live `record` is a member of (select and multiselect options,
-/// booleans, reference targets).
+/// booleans).
 pub(crate) fn bitmaps_of(record: &StoredRecord) -> Vec<Vec<u8>> {
     let mut names = Vec::new();
     for (pid, value) in &record.props {

@@ -16,7 +16,7 @@
 //! | `BITMAP` | tag, team, type, bitmap name, chunk (4) | that chunk's 4,096 ordinals |
 //!
 //! Bitmap names: `[0]` live records, `[1]` the trash, `[2, property (2), value]` the live
-//! records holding that value (option number `u32`, boolean `u8`, or target id `u128`).
+//! records holding that value (option number `u32` or boolean `u8`).
 
 use crate::model::ObjectType;
 
@@ -42,7 +42,7 @@ pub(crate) const LIVE: &[u8] = &[0];
 /// Bitmap name of the records in the trash.
 pub(crate) const TRASH: &[u8] = &[1];
 /// First byte of the name of a value bitmap (live records holding one value of one
-/// select, multiselect, boolean or reference property).
+/// select, multiselect or boolean property).
 pub(crate) const VALUE_BITMAP: u8 = 2;
 
 /// One (team, type): the unit that ordinals, catalogs and bitmaps belong to.

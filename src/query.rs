@@ -403,14 +403,18 @@ impl<V: View> Evaluator<'_, V> {
                 let inner_filter = Filter::Cond((**inner).clone(), op.clone());
                 let targets =
                     self.bitmap(&inner_filter, target_scope, &target_catalog, &target_domain)?;
-                let mut found = RoaringBitmap::new();
+                let Some(via_prop) = catalog.by_pid(*via) else {
+                    return Ok(Some(RoaringBitmap::new()));
+                };
+                let mut ids = Vec::with_capacity(targets.len() as usize);
                 for ord in &targets {
-                    let id = ord_to_id(self.view.kv(), target_scope, ord)?;
-                    if let Some(name) = index::value_bitmap_name(*via, &StoredValue::Ref(id)) {
-                        found |= self.view.bitmap(scope, &name)?;
-                    }
+                    ids.push(StoredValue::Ref(ord_to_id(
+                        self.view.kv(),
+                        target_scope,
+                        ord,
+                    )?));
                 }
-                Ok(Some(found))
+                Ok(Some(self.index_exact(scope, via_prop, &ids)?))
             }
             Field::CreatedAt | Field::UpdatedAt => Ok(None),
         }
@@ -463,15 +467,21 @@ impl<V: View> Evaluator<'_, V> {
             return Ok(None);
         };
         match (kind, op) {
+            (Kind::Reference, Op::Eq(v)) => Ok(Some(self.index_exact(
+                scope,
+                prop,
+                std::slice::from_ref(v),
+            )?)),
+            (Kind::Reference, Op::In(vs)) => Ok(Some(self.index_exact(scope, prop, vs)?)),
+            (Kind::Number | Kind::Datetime | Kind::Reference, Op::Exists(present)) => {
+                let all = self.index_range(scope, pid, &[], &Op::Exists(true))?;
+                Ok(Some(if *present { all } else { domain - all }))
+            }
             (Kind::Number | Kind::Datetime, Op::Gt(v) | Op::Gte(v) | Op::Lt(v) | Op::Lte(v)) => {
                 let Some(encoded) = index::encode(prop, v)? else {
                     return Ok(None);
                 };
                 Ok(Some(self.index_range(scope, pid, &encoded, op)?))
-            }
-            (Kind::Number | Kind::Datetime, Op::Exists(present)) => {
-                let all = self.index_range(scope, pid, &[], &Op::Exists(true))?;
-                Ok(Some(if *present { all } else { domain - all }))
             }
             (_, Op::Eq(v)) => Ok(Some(self.index_equal(
                 scope,
@@ -525,6 +535,21 @@ impl<V: View> Evaluator<'_, V> {
                 Ok(true)
             },
         )?;
+        Ok(found)
+    }
+
+    /// Records whose `prop` equals one of `values`, for kinds whose index form is exact
+    /// (references): the index alone answers.
+    fn index_exact(
+        &self,
+        scope: Scope,
+        prop: &crate::schema::Property,
+        values: &[StoredValue],
+    ) -> Result<RoaringBitmap> {
+        let mut found = RoaringBitmap::new();
+        for value in values {
+            found.extend(index::candidates(self.view.kv(), scope, prop, value)?);
+        }
         Ok(found)
     }
 

@@ -80,7 +80,7 @@ impl Kind {
     fn indexed_by_default(self) -> bool {
         matches!(
             self,
-            Kind::Email | Kind::Phone | Kind::Number | Kind::Datetime
+            Kind::Email | Kind::Phone | Kind::Number | Kind::Datetime | Kind::Reference
         )
     }
 }
@@ -159,8 +159,13 @@ impl Property {
     }
 
     /// Whether the value index holds this property.
+    ///
+    /// References always are: one entry (target id, ordinal) per record maps targets back to
+    /// the records that point at them (find, upsert, dotted paths). A bitmap per target
+    /// would need a chunk read and rewrite per record and target on every write; measured
+    /// on a million contacts over 50,000 organizations, that slowed bulk loads by half.
     pub(crate) fn in_value_index(&self) -> bool {
-        self.indexed || self.unique
+        self.indexed || self.unique || self.kind == Kind::Reference
     }
 
     /// Converts a written JSON value into its stored form, or explains what is wrong with
@@ -538,7 +543,9 @@ impl Catalog {
             slug: spec.slug.clone(),
             kind,
             unique,
-            indexed: spec.indexed.unwrap_or(kind.indexed_by_default()) || unique,
+            indexed: spec.indexed.unwrap_or(kind.indexed_by_default())
+                || unique
+                || kind == Kind::Reference,
             options: Vec::new(),
             target,
             pid,
@@ -617,7 +624,7 @@ impl Catalog {
             )));
         }
         property.unique = unique;
-        property.indexed = indexed || unique;
+        property.indexed = indexed || unique || property.kind == Kind::Reference;
         self.replace(property);
         Ok(())
     }
