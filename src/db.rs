@@ -420,6 +420,12 @@ impl Batch<'_, '_, '_> {
         records::create(self.tx, self.principal, ty, input)
     }
 
+    /// [`Database::create`] in this batch, returning only the new id (no record is built
+    /// for the answer): for bulk loads.
+    pub fn create_id(&mut self, ty: ObjectType, input: &RecordInput) -> Result<Uuid> {
+        records::create_id(self.tx, self.principal, ty, input)
+    }
+
     /// [`Database::get`] in this batch.
     pub fn get(&self, ty: ObjectType, id: Uuid) -> Result<Record> {
         records::get(&*self.tx, self.principal, ty, id)

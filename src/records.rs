@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 use uuid::{NoContext, Timestamp, Uuid};
@@ -626,6 +627,29 @@ pub(crate) fn create(
     ty: ObjectType,
     input: &RecordInput,
 ) -> Result<Record> {
+    let (scope, catalog, record) = validated_new(tx, principal, ty, input)?;
+    let id = insert_new(tx, scope, &catalog, record.clone())?;
+    Ok(render(&catalog, id, record, None, RefStyle::Id))
+}
+
+/// create without building the returned record: for bulk loads that need only the id.
+pub(crate) fn create_id(
+    tx: &mut Tx<'_, '_>,
+    principal: &Principal,
+    ty: ObjectType,
+    input: &RecordInput,
+) -> Result<Uuid> {
+    let (scope, catalog, record) = validated_new(tx, principal, ty, input)?;
+    insert_new(tx, scope, &catalog, record).map(Uuid::from_u128)
+}
+
+/// The stored form of a new record written with `input`, checked against the catalog.
+fn validated_new(
+    tx: &mut Tx<'_, '_>,
+    principal: &Principal,
+    ty: ObjectType,
+    input: &RecordInput,
+) -> Result<(Scope, Arc<Catalog>, StoredRecord)> {
     access::check_type_writable(principal, ty)?;
     let scope = tx.scope_for_write(principal.team, ty)?;
     let catalog = tx.catalog(principal.team, ty)?;
@@ -640,8 +664,7 @@ pub(crate) fn create(
         props: Vec::new(),
     };
     apply_values(tx, principal.team, &catalog, &mut record, &input.default)?;
-    let id = insert_new(tx, scope, &catalog, record.clone())?;
-    Ok(render(&catalog, id, record, None, RefStyle::Id))
+    Ok((scope, catalog, record))
 }
 
 /// Moves a record's index entries and value bitmap bits from those of `old` to those of

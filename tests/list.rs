@@ -237,12 +237,10 @@ fn trash_and_counts_span_many_bitmap_chunks() {
         .write_batch(&me, |batch| {
             (0..9_000)
                 .map(|i| {
-                    Ok(batch
-                        .create(
-                            ObjectType::Contact,
-                            &input(json!({"name": format!("c{i}")})),
-                        )?
-                        .id)
+                    batch.create_id(
+                        ObjectType::Contact,
+                        &input(json!({"name": format!("c{i}")})),
+                    )
                 })
                 .collect::<prismdb::Result<Vec<_>>>()
         })
@@ -270,6 +268,11 @@ fn trash_and_counts_span_many_bitmap_chunks() {
         }
     }
     assert_eq!(trashed, doomed);
+    let first = db.get(&me, ObjectType::Contact, ids[1]).unwrap();
+    assert_eq!(
+        first.properties["name"], "c1",
+        "create_id stores the record like create"
+    );
     db.restore(&me, ObjectType::Contact, doomed[1000]).unwrap();
     common::assert_consistent(&db);
 }
