@@ -337,6 +337,27 @@ fn page_sorted(
     ))
 }
 
+/// A range is read from the value index unless the domain is smaller than this fraction
+/// of the live records (then its records are checked one by one).
+const RANGE_SCAN_RATIO: u64 = 16;
+
+/// A rough rank of how much a filter costs and how little it keeps, for ordering the parts
+/// of an AND: bitmap lookups, then index lookups, then ranges and combinations, then scans.
+fn cost(filter: &Filter) -> u8 {
+    match filter {
+        Filter::Cond(Field::Prop { kind, .. }, op) => match (kind, op) {
+            (Kind::Select | Kind::Multiselect | Kind::Boolean, _) => 0,
+            (_, Op::Eq(_) | Op::In(_)) => 1,
+            (_, Op::Gt(_) | Op::Gte(_) | Op::Lt(_) | Op::Lte(_) | Op::Exists(_)) => 2,
+            _ => 4,
+        },
+        Filter::Cond(Field::Path { .. }, _) => 3,
+        Filter::Cond(_, _) => 4,
+        Filter::All => 0,
+        Filter::And(_) | Filter::Or(_) | Filter::Not(_) => 3,
+    }
+}
+
 /// Evaluates filters of one query.
 struct Evaluator<'v, V: View> {
     view: &'v V,
@@ -356,8 +377,11 @@ impl<V: View> Evaluator<'_, V> {
         Ok(match filter {
             Filter::All => domain.clone(),
             Filter::And(parts) => {
+                // Cheap, selective parts first: each later part sees a smaller domain.
+                let mut ordered: Vec<&Filter> = parts.iter().collect();
+                ordered.sort_by_key(|part| cost(part));
                 let mut acc = domain.clone();
-                for part in parts {
+                for part in ordered {
                     if acc.is_empty() {
                         break;
                     }
@@ -478,6 +502,11 @@ impl<V: View> Evaluator<'_, V> {
                 Ok(Some(if *present { all } else { domain - all }))
             }
             (Kind::Number | Kind::Datetime, Op::Gt(v) | Op::Gte(v) | Op::Lt(v) | Op::Lte(v)) => {
+                // Over a small domain, checking its records beats reading a wide range.
+                let live = self.view.counters(scope)?.live;
+                if domain.len() * RANGE_SCAN_RATIO < live {
+                    return Ok(None);
+                }
                 let Some(encoded) = index::encode(prop, v)? else {
                     return Ok(None);
                 };
@@ -564,7 +593,12 @@ impl<V: View> Evaluator<'_, V> {
         let kv = self.view.kv();
         let mut found = RoaringBitmap::new();
         for value in values {
-            for ord in index::candidates(kv, scope, prop, value)? {
+            let candidates = index::candidates(kv, scope, prop, value)?;
+            if index_form_is_exact(value) {
+                found.extend(candidates);
+                continue;
+            }
+            for ord in candidates {
                 let id = ord_to_id(kv, scope, ord)?;
                 let holds = load(kv, scope, id)?
                     .and_then(|r| r.value(prop.pid).cloned())
@@ -588,13 +622,24 @@ impl<V: View> Evaluator<'_, V> {
         let kv = self.view.kv();
         let mut targets: HashMap<u128, bool> = HashMap::new();
         let mut found = RoaringBitmap::new();
-        for ord in domain {
-            let id = ord_to_id(kv, scope, ord)?;
-            let Some(record) = load(kv, scope, id)? else {
-                continue;
-            };
-            if self.record_matches(field, op, &record, &mut targets)? {
-                found.insert(ord);
+        let mut check = |record: StoredRecord| -> Result<bool> {
+            if domain.contains(record.ord)
+                && self.record_matches(field, op, &record, &mut targets)?
+            {
+                found.insert(record.ord);
+            }
+            Ok(true)
+        };
+        if domain.len() * 8 >= self.view.counters(scope)?.next_ord as u64 {
+            // A large share of the type: one pass over the records in key order beats a
+            // lookup per ordinal.
+            records::each_record(kv, scope, |_, record| check(record))?;
+        } else {
+            for ord in domain {
+                let id = ord_to_id(kv, scope, ord)?;
+                if let Some(record) = load(kv, scope, id)? {
+                    check(record)?;
+                }
             }
         }
         Ok(found)
@@ -658,6 +703,18 @@ pub(crate) fn value_matches(kind: Kind, value: Option<&StoredValue>, op: &Op) ->
         Op::Contains(needle) => text(value).is_some_and(|t| t.contains(needle.as_str())),
         Op::StartsWith(needle) => text(value).is_some_and(|t| t.starts_with(needle.as_str())),
         Op::EndsWith(needle) => text(value).is_some_and(|t| t.ends_with(needle.as_str())),
+    }
+}
+
+/// Whether a value's index form identifies it exactly, so that index matches need no
+/// check on the record: text shorter than the indexed prefix, integers that `f64` holds
+/// exactly, and everything else the index encodes losslessly.
+fn index_form_is_exact(value: &StoredValue) -> bool {
+    const EXACT_INT: i64 = 1 << 53;
+    match value {
+        StoredValue::Str(s) => s.len() < index::MAX_INDEXED_TEXT,
+        StoredValue::Int(i) => i.unsigned_abs() < EXACT_INT as u64,
+        _ => true,
     }
 }
 
