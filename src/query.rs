@@ -151,10 +151,26 @@ pub(crate) fn query(
         team,
         deleted: request.deleted,
     };
+    // In id order without a total, conditions that only a record check answers are checked
+    // while paging: the page stops after `limit + 1` hits instead of checking every record.
+    let lazy = sorter.keys.is_empty() && !request.include_total;
+    let (filter, residual) = if lazy {
+        split_residual(filter)
+    } else {
+        (filter, Vec::new())
+    };
     let matches = eval.bitmap(&filter, scope, &catalog, &domain)?;
     let total = request.include_total.then(|| matches.len());
     let (rows, has_more, last_key) = if sorter.keys.is_empty() {
-        page_by_id(view.kv(), scope, &matches, after.as_ref(), limit)?
+        let check = |record: &StoredRecord, targets: &mut HashMap<u128, bool>| -> Result<bool> {
+            for (field, op) in &residual {
+                if !eval.record_matches(field, op, record, targets)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        };
+        page_by_id(view.kv(), scope, &matches, after.as_ref(), limit, check)?
     } else {
         page_sorted(
             view.kv(),
@@ -277,12 +293,41 @@ fn sort_bytes(
 
 type Rows = (Vec<(u128, StoredRecord)>, bool, Vec<u8>);
 
+/// Splits the conditions that only a record check answers off the top level of `filter`.
+fn split_residual(filter: Filter) -> (Filter, Vec<(Field, Op)>) {
+    let scan_only = |part: &Filter| matches!(part, Filter::Cond(..)) && cost(part) >= 4;
+    match filter {
+        Filter::And(parts) => {
+            let (residual, rest): (Vec<Filter>, Vec<Filter>) =
+                parts.into_iter().partition(scan_only);
+            let residual = residual
+                .into_iter()
+                .filter_map(|part| match part {
+                    Filter::Cond(field, op) => Some((field, op)),
+                    _ => None,
+                })
+                .collect();
+            let rest = if rest.is_empty() {
+                Filter::All
+            } else {
+                Filter::And(rest)
+            };
+            (rest, residual)
+        }
+        Filter::Cond(field, op) if cost(&Filter::Cond(field.clone(), op.clone())) >= 4 => {
+            (Filter::All, vec![(field, op)])
+        }
+        other => (other, Vec::new()),
+    }
+}
+
 fn page_by_id(
     kv: &impl Kv,
     scope: Scope,
     matches: &RoaringBitmap,
     after: Option<&Cursor>,
     limit: usize,
+    check: impl Fn(&StoredRecord, &mut HashMap<u128, bool>) -> Result<bool>,
 ) -> Result<Rows> {
     let from = match after {
         Some(c) if c.last_ord == u32::MAX => return Ok((Vec::new(), false, Vec::new())),
@@ -290,11 +335,17 @@ fn page_by_id(
         None => 0,
     };
     let mut rows = Vec::with_capacity(limit + 1);
-    for ord in matches.range(from..).take(limit + 1) {
+    let mut targets = HashMap::new();
+    for ord in matches.range(from..) {
         let id = ord_to_id(kv, scope, ord)?;
         let record = load(kv, scope, id)?
             .ok_or_else(|| Error::Internal(format!("ordinal {ord} points at a missing record")))?;
-        rows.push((id, record));
+        if check(&record, &mut targets)? {
+            rows.push((id, record));
+            if rows.len() > limit {
+                break;
+            }
+        }
     }
     let has_more = rows.len() > limit;
     rows.truncate(limit);
