@@ -1,7 +1,7 @@
 //! Creates a database in a temporary directory, writes a few CRM records, reads them back
 //! by id, by unique value and page by page, and prints what it finds.
 
-use prismdb::{Database, ListRequest, ObjectType, Principal, RecordInput};
+use prismdb::{Database, ListRequest, ObjectType, Principal, QueryRequest, RecordInput};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -50,6 +50,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!("count -> {}", db.count(&me, ObjectType::Contact)?);
+
+    let query: QueryRequest = serde_json::from_value(json!({
+        "filter": {"$and": [{"organization.domain": {"$ends_with": ".io"}}, {"name": {"$contains": "a"}}]},
+        "sort": [{"property": "name", "direction": "desc"}],
+        "include_total": true,
+        "properties": ["name", "email"]
+    }))?;
+    println!(
+        "query -> {}",
+        db.query(&me, ObjectType::Contact, &query)?.to_json()
+    );
     let report = db.verify_integrity()?;
     println!(
         "integrity: {} records checked, ok = {}",
