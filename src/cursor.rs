@@ -98,6 +98,28 @@ fn clip(text: &str) -> String {
     }
 }
 
+/// The `next_cursor` of a page: the position after its last row `(id, ordinal)` when more
+/// rows follow, else `None`.
+pub(crate) fn next_cursor(
+    fingerprint: u64,
+    has_more: bool,
+    last: Option<(u128, u32)>,
+    sort_key: Vec<u8>,
+) -> Option<String> {
+    match (has_more, last) {
+        (true, Some((last_id, last_ord))) => Some(
+            Cursor {
+                fingerprint,
+                last_ord,
+                last_id,
+                sort_key,
+            }
+            .encode(),
+        ),
+        _ => None,
+    }
+}
+
 /// FNV-1a over the parts that define a query; stable across releases and platforms
 /// (std's hasher is not), which cursors handed out by a server need.
 pub(crate) fn fingerprint(parts: &[&[u8]]) -> u64 {

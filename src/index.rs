@@ -68,11 +68,12 @@ pub(crate) fn ordered_text(text: &str) -> Vec<u8> {
     out
 }
 
-/// Whether two stored values of `prop` are the same value for find and uniqueness:
-/// e-mail ignores case, numbers compare numerically, a multiselect holds the option.
-pub(crate) fn matches(prop: &Property, stored: &StoredValue, wanted: &StoredValue) -> bool {
+/// Whether a stored value of a property of `kind` is the value `wanted`, for find,
+/// uniqueness and query equality: e-mail ignores case, numbers compare numerically, a
+/// multiselect holds the option.
+pub(crate) fn values_equal(kind: Kind, stored: &StoredValue, wanted: &StoredValue) -> bool {
     match (stored, wanted) {
-        (StoredValue::Str(a), StoredValue::Str(b)) if prop.kind == Kind::Email => {
+        (StoredValue::Str(a), StoredValue::Str(b)) if kind == Kind::Email => {
             a.to_lowercase() == b.to_lowercase()
         }
         (StoredValue::Int(a), StoredValue::Int(b)) => a == b,
@@ -85,7 +86,8 @@ pub(crate) fn matches(prop: &Property, stored: &StoredValue, wanted: &StoredValu
     }
 }
 
-fn as_f64(value: &StoredValue) -> f64 {
+/// A number's value as `f64` (NaN for anything else).
+pub(crate) fn as_f64(value: &StoredValue) -> f64 {
     match value {
         StoredValue::Int(i) => *i as f64,
         StoredValue::Float(f) => *f,

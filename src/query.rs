@@ -182,18 +182,8 @@ pub(crate) fn query(
             limit,
         )?
     };
-    let next_cursor = match (has_more, rows.last()) {
-        (true, Some((id, record))) => Some(
-            Cursor {
-                fingerprint,
-                last_ord: record.ord,
-                last_id: *id,
-                sort_key: last_key,
-            }
-            .encode(),
-        ),
-        _ => None,
-    };
+    let last = rows.last().map(|(id, record)| (*id, record.ord));
+    let next_cursor = cursor::next_cursor(fingerprint, has_more, last, last_key);
     let names = records::reference_names(view, team, &catalog, &rows, selection)?;
     let rows = rows
         .into_iter()
@@ -653,7 +643,7 @@ impl<V: View> Evaluator<'_, V> {
                 let id = ord_to_id(kv, scope, ord)?;
                 let holds = load(kv, scope, id)?
                     .and_then(|r| r.value(prop.pid).cloned())
-                    .is_some_and(|stored| values_equal(prop.kind, &stored, value));
+                    .is_some_and(|stored| index::values_equal(prop.kind, &stored, value));
                 if holds {
                     found.insert(ord);
                 }
@@ -742,8 +732,8 @@ pub(crate) fn value_matches(kind: Kind, value: Option<&StoredValue>, op: &Op) ->
     };
     match op {
         Op::Exists(present) => *present,
-        Op::Eq(wanted) => values_equal(kind, value, wanted),
-        Op::In(wanted) => wanted.iter().any(|w| values_equal(kind, value, w)),
+        Op::Eq(wanted) => index::values_equal(kind, value, wanted),
+        Op::In(wanted) => wanted.iter().any(|w| index::values_equal(kind, value, w)),
         Op::HasAll(nums) => {
             matches!(value, StoredValue::Options(held) if nums.iter().all(|n| held.contains(n)))
         }
@@ -769,21 +759,6 @@ fn index_form_is_exact(value: &StoredValue) -> bool {
     }
 }
 
-fn values_equal(kind: Kind, stored: &StoredValue, wanted: &StoredValue) -> bool {
-    match (stored, wanted) {
-        (StoredValue::Str(a), StoredValue::Str(b)) if kind == Kind::Email => {
-            a.to_lowercase() == b.to_lowercase()
-        }
-        (StoredValue::Int(a), StoredValue::Int(b)) => a == b,
-        (
-            StoredValue::Int(_) | StoredValue::Float(_),
-            StoredValue::Int(_) | StoredValue::Float(_),
-        ) => as_f64(stored) == as_f64(wanted),
-        (StoredValue::Options(held), StoredValue::Option(n)) => held.contains(n),
-        _ => stored == wanted,
-    }
-}
-
 /// Order of a stored value against a bound: numbers as `f64` (ints and floats mixed, as the
 /// value index orders them), datetimes as instants, text in UTF-8 byte order (e-mail
 /// lowercased).
@@ -792,20 +767,12 @@ fn compare(kind: Kind, stored: &StoredValue, bound: &StoredValue) -> Option<std:
         (
             StoredValue::Int(_) | StoredValue::Float(_),
             StoredValue::Int(_) | StoredValue::Float(_),
-        ) => as_f64(stored).partial_cmp(&as_f64(bound)),
+        ) => index::as_f64(stored).partial_cmp(&index::as_f64(bound)),
         (StoredValue::Time(a), StoredValue::Time(b)) => Some(a.cmp(b)),
         (StoredValue::Str(a), StoredValue::Str(b)) if kind == Kind::Email => {
             Some(a.to_lowercase().as_bytes().cmp(b.to_lowercase().as_bytes()))
         }
         (StoredValue::Str(a), StoredValue::Str(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
         _ => None,
-    }
-}
-
-fn as_f64(value: &StoredValue) -> f64 {
-    match value {
-        StoredValue::Int(i) => *i as f64,
-        StoredValue::Float(f) => *f,
-        _ => f64::NAN,
     }
 }

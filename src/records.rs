@@ -284,7 +284,7 @@ fn matching_records(
         record.is_live()
             && record
                 .value(prop.pid)
-                .is_some_and(|v| index::matches(prop, v, wanted))
+                .is_some_and(|v| index::values_equal(prop.kind, v, wanted))
     };
     let mut found = Vec::new();
     if prop.in_value_index() {
@@ -385,18 +385,8 @@ pub(crate) fn list(
     };
     let has_more = rows.len() > limit;
     rows.truncate(limit);
-    let next_cursor = match (has_more, rows.last()) {
-        (true, Some((id, record))) => Some(
-            Cursor {
-                fingerprint,
-                last_ord: record.ord,
-                last_id: *id,
-                sort_key: Vec::new(),
-            }
-            .encode(),
-        ),
-        _ => None,
-    };
+    let last = rows.last().map(|(id, record)| (*id, record.ord));
+    let next_cursor = cursor::next_cursor(fingerprint, has_more, last, Vec::new());
     let total = if request.include_total {
         let counters = view.counters(scope)?;
         Some(if trash { counters.trash } else { counters.live })
