@@ -5,7 +5,7 @@
 //! and reference conditions read value bitmaps; number and datetime conditions scan the
 //! value index into bitmaps; e-mail and text equality look values up in the value index;
 //! dotted paths evaluate the inner filter on the target type and map the matching targets
-//! back through the reference bitmaps; AND/OR/NOT are bitmap operations (NOT relative to
+//! back through the reference index; AND/OR/NOT are bitmap operations (NOT relative to
 //! the live records). Everything else (substring operators, system timestamps, properties
 //! outside the value index, and every condition of a trash query, since the bitmaps and the
 //! index hold live records only) is checked record by record over the candidate set.
