@@ -1,9 +1,10 @@
 //! The query module: SPEC §4 queries — a parsed [`Filter`] evaluated to a roaring bitmap of
 //! ordinals, sorted, paged by a keyset cursor and rendered like a list page.
 //!
-//! Evaluation works on bitmaps wherever the storage has them: select, multiselect, boolean
-//! and reference conditions read value bitmaps; number and datetime conditions scan the
-//! value index into bitmaps; e-mail and text equality look values up in the value index;
+//! Evaluation works on bitmaps wherever the storage has them: select, multiselect and
+//! boolean conditions read value bitmaps; number and datetime conditions scan the value
+//! index into bitmaps; equality on indexed properties and references looks values up in the
+//! value index;
 //! dotted paths evaluate the inner filter on the target type and map the matching targets
 //! back through the reference index; AND/OR/NOT are bitmap operations (NOT relative to
 //! the live records). Everything else (substring operators, system timestamps, properties
