@@ -26,7 +26,7 @@ use crate::index;
 use crate::keys::{self, Scope};
 use crate::model::{ObjectType, Principal};
 use crate::record::{ListRequest, Page};
-use crate::records::{self, load, ord_to_id, RefStyle};
+use crate::records::{self, load, ord_to_id};
 use crate::schema::{Catalog, Kind};
 use crate::storage::{prefix_end, Kv};
 use crate::txn::View;
@@ -185,13 +185,7 @@ pub(crate) fn query(
     };
     let last = rows.last().map(|(id, record)| (*id, record.ord));
     let next_cursor = cursor::next_cursor(fingerprint, has_more, last, last_key);
-    let names = records::reference_names(view, team, &catalog, &rows, selection)?;
-    let rows = rows
-        .into_iter()
-        .map(|(id, record)| {
-            records::render(&catalog, id, record, selection, RefStyle::Nested(&names))
-        })
-        .collect();
+    let rows = records::render_rows(view, team, &catalog, rows, selection)?;
     Ok(Page {
         rows,
         has_more,

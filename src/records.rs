@@ -66,7 +66,7 @@ fn load_live(
 
 /// How a reference value is shown.
 #[derive(Clone, Copy)]
-pub(crate) enum RefStyle<'a> {
+enum RefStyle<'a> {
     /// As the target's id (single-record reads).
     Id,
     /// As `{id, properties: {name}}`, with names fetched for the page.
@@ -83,7 +83,7 @@ pub(crate) fn check_selection(catalog: &Catalog, selection: Option<&[String]>) -
     Ok(())
 }
 
-pub(crate) fn render(
+fn render(
     catalog: &Catalog,
     id: u128,
     record: StoredRecord,
@@ -141,8 +141,23 @@ fn render_one(
     Ok(render(&catalog, id, record, None, RefStyle::Id))
 }
 
+/// Renders the rows of a page, with the names of the records they reference.
+pub(crate) fn render_rows(
+    view: &impl View,
+    team: Uuid,
+    catalog: &Catalog,
+    rows: Vec<(u128, StoredRecord)>,
+    selection: Option<&[String]>,
+) -> Result<Vec<Record>> {
+    let names = reference_names(view, team, catalog, &rows, selection)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, record)| render(catalog, id, record, selection, RefStyle::Nested(&names)))
+        .collect())
+}
+
 /// Fetches the `name` of every record the rows reference through a selected property.
-pub(crate) fn reference_names(
+fn reference_names(
     view: &impl View,
     team: Uuid,
     catalog: &Catalog,
@@ -212,7 +227,7 @@ pub(crate) fn reference_names(
 }
 
 /// The names of the records a page references, sorted by id.
-pub(crate) struct RefNames(Vec<(u128, Value)>);
+struct RefNames(Vec<(u128, Value)>);
 
 impl RefNames {
     fn get(&self, id: u128) -> Option<&Value> {
@@ -393,11 +408,7 @@ pub(crate) fn list(
     } else {
         None
     };
-    let names = reference_names(view, principal.team, &catalog, &rows, selection)?;
-    let rows = rows
-        .into_iter()
-        .map(|(id, record)| render(&catalog, id, record, selection, RefStyle::Nested(&names)))
-        .collect();
+    let rows = render_rows(view, principal.team, &catalog, rows, selection)?;
     Ok(Page {
         rows,
         has_more,
