@@ -25,7 +25,7 @@ use crate::filter::{self, Field, Filter, Op};
 use crate::index;
 use crate::keys::{self, Scope};
 use crate::model::{ObjectType, Principal};
-use crate::record::{ListRequest, Page};
+use crate::record::Page;
 use crate::records::{self, load, ord_to_id};
 use crate::schema::{Catalog, Kind};
 use crate::storage::{prefix_end, Kv};
@@ -101,11 +101,7 @@ pub(crate) fn query(
     ty: ObjectType,
     request: &QueryRequest,
 ) -> Result<Page> {
-    let limit = ListRequest {
-        limit: request.limit,
-        ..ListRequest::default()
-    }
-    .page_size()?;
+    let limit = crate::record::page_size(request.limit)?;
     let catalog = view.catalog(principal.team, ty)?;
     let team = principal.team;
     let catalogs = |t: ObjectType| view.catalog(team, t);

@@ -229,13 +229,19 @@ impl ListRequest {
 
     /// The page size, or `invalid_request` naming the bad limit.
     pub(crate) fn page_size(&self) -> Result<usize> {
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        if (1..=MAX_LIMIT).contains(&limit) {
-            Ok(limit as usize)
-        } else {
-            Err(Error::InvalidRequest(format!(
-                "limit {limit} is outside 1..={MAX_LIMIT}"
-            )))
-        }
+        page_size(self.limit)
+    }
+}
+
+/// The page size a request's `limit` asks for (default 50), or `invalid_request` naming a
+/// limit outside 1..=1000. Lists and queries share it.
+pub(crate) fn page_size(limit: Option<u32>) -> Result<usize> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(limit as usize)
+    } else {
+        Err(Error::InvalidRequest(format!(
+            "limit {limit} is outside 1..={MAX_LIMIT}"
+        )))
     }
 }
