@@ -99,6 +99,36 @@ pub(crate) fn read(kv: &impl Kv, scope: Scope, name: &[u8]) -> Result<RoaringBit
     Ok(full)
 }
 
+/// The union of every stored bitmap of `scope` whose name lies in `from..to` (byte order),
+/// read in one scan.
+pub(crate) fn read_span(
+    kv: &impl Kv,
+    scope: Scope,
+    from: &[u8],
+    to: &[u8],
+) -> Result<RoaringBitmap> {
+    let (start, end) = (scope.bitmap_prefix(from), scope.bitmap_prefix(to));
+    let mut full = RoaringBitmap::new();
+    kv.scan(
+        std::ops::Bound::Included(&start),
+        std::ops::Bound::Excluded(&end),
+        false,
+        |key, value| {
+            let chunk = chunk_in_key(key).ok_or_else(|| damaged("short key"))?;
+            full |= decode_chunk(chunk, value)?;
+            Ok(true)
+        },
+    )?;
+    Ok(full)
+}
+
+/// Decodes one stored chunk row (`key` ends with the chunk number).
+#[allow(dead_code)]
+pub(crate) fn decode_row(key: &[u8], value: &[u8]) -> Result<RoaringBitmap> {
+    let chunk = chunk_in_key(key).ok_or_else(|| damaged("short key"))?;
+    decode_chunk(chunk, value)
+}
+
 /// Reads every stored bitmap of `scope` whose name starts with `name_prefix`, by name.
 pub(crate) fn read_named(
     kv: &impl Kv,

@@ -16,8 +16,9 @@ use crate::storage::{Durability, Kv, Store, Writer};
 use crate::txn::{ReadView, Shared, Tx};
 use crate::{records, schema_ops};
 
-/// The file format this build writes. Files of a newer format are refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// The file format this build writes. Files of another format are refused: format 1 kept
+/// the value index as one key per value and record, which this build does not read.
+pub const FORMAT_VERSION: u32 = 2;
 const IDENTITY: &[u8] = b"prismdb";
 
 /// How a database is opened.
@@ -321,9 +322,9 @@ fn check_or_stamp_format(writer: &mut Writer<'_>) -> Result<()> {
     let format = writer.get_with(&format_key, keys::read_u32)?.flatten();
     match (identity, format) {
         (Some(id), Some(format)) if id == IDENTITY => {
-            if format > FORMAT_VERSION {
+            if format != FORMAT_VERSION {
                 return Err(Error::Internal(format!(
-                    "the file has format {format}; this build reads up to {FORMAT_VERSION}"
+                    "the file has format {format}; this build reads only format {FORMAT_VERSION}"
                 )));
             }
             Ok(())
@@ -473,7 +474,10 @@ impl Batch<'_, '_, '_> {
     }
 
     /// [`Database::query`] in this batch (sees the batch's own writes).
-    pub fn query(&self, ty: ObjectType, request: &QueryRequest) -> Result<Page> {
+    pub fn query(&mut self, ty: ObjectType, request: &QueryRequest) -> Result<Page> {
+        // Queries scan bitmap rows in ranges; the batch's held bitmap chunks go to the
+        // writer first so that those scans see them.
+        self.tx.flush_bitmaps()?;
         crate::query::query(&*self.tx, self.principal, ty, request)
     }
 

@@ -11,23 +11,23 @@
 //! [`MAX_INDEXED_TEXT`] bytes is indexed by its prefix, so every lookup re-checks the value
 //! on the record itself.
 
+use roaring::RoaringBitmap;
+
+use crate::bitmap;
 use crate::codec::{StoredRecord, StoredValue};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::keys::{self, Scope};
 use crate::schema::{Catalog, Kind, Property};
-use crate::storage::{Kv, Writer};
+use crate::storage::{self, Kv};
+use crate::txn::View;
 
 /// Text values are indexed by at most this many leading bytes.
 pub(crate) const MAX_INDEXED_TEXT: usize = 256;
 
-fn encoding_failed(e: memcomparable::Error) -> Error {
-    Error::Internal(format!("cannot encode index value: {e}"))
-}
-
 /// The index form of `value` for property `prop`, or `None` for values the index does not
 /// hold (select, multiselect, boolean: those have value bitmaps).
-pub(crate) fn encode(prop: &Property, value: &StoredValue) -> Result<Option<Vec<u8>>> {
-    let encoded = match value {
+pub(crate) fn encode(prop: &Property, value: &StoredValue) -> Option<Vec<u8>> {
+    match value {
         StoredValue::Str(text) => {
             let folded;
             let text = if prop.kind == Kind::Email {
@@ -40,15 +40,11 @@ pub(crate) fn encode(prop: &Property, value: &StoredValue) -> Result<Option<Vec<
                 .rev()
                 .find(|i| text.is_char_boundary(*i))
                 .unwrap_or(0);
-            return Ok(Some(ordered_text(&text[..cut])));
+            Some(ordered_text(&text[..cut]))
         }
-        StoredValue::Int(i) => memcomparable::to_vec(&(*i as f64)),
-        StoredValue::Float(f) => memcomparable::to_vec(f),
-        StoredValue::Time(t) => memcomparable::to_vec(t),
-        StoredValue::Ref(id) => return Ok(Some(id.to_be_bytes().to_vec())),
-        _ => return Ok(None),
-    };
-    encoded.map(Some).map_err(encoding_failed)
+        StoredValue::Ref(id) => Some(id.to_be_bytes().to_vec()),
+        other => ordered_key(other).map(|key| key.to_be_bytes().to_vec()),
+    }
 }
 
 /// Encodes text so that byte order is text order and no encoding is a prefix of another:
@@ -95,47 +91,106 @@ pub(crate) fn as_f64(value: &StoredValue) -> f64 {
     }
 }
 
-/// Adds the index entries of every indexed property `record` holds.
-pub(crate) fn add_entries(
-    writer: &mut Writer<'_>,
-    scope: Scope,
-    catalog: &Catalog,
-    record: &StoredRecord,
-) -> Result<()> {
-    for_each_entry(scope, catalog, record, |key| writer.put(&key, &[]))
-}
-
-/// Removes the index entries of every indexed property `record` holds.
-pub(crate) fn remove_entries(
-    writer: &mut Writer<'_>,
-    scope: Scope,
-    catalog: &Catalog,
-    record: &StoredRecord,
-) -> Result<()> {
-    for_each_entry(scope, catalog, record, |key| {
-        writer.delete(&key).map(|_| ())
-    })
-}
-
-/// Calls `f` with the index key of each indexed property `record` holds.
-pub(crate) fn for_each_entry(
-    scope: Scope,
-    catalog: &Catalog,
-    record: &StoredRecord,
-    mut f: impl FnMut(Vec<u8>) -> Result<()>,
-) -> Result<()> {
-    for (pid, value) in &record.props {
-        let Some(prop) = catalog.by_pid(*pid) else {
-            continue;
-        };
-        if !prop.in_value_index() {
-            continue;
-        }
-        if let Some(encoded) = encode(prop, value)? {
-            f(scope.value(*pid, &encoded, record.ord))?;
-        }
+/// Bucket levels of the range bitmaps of number and datetime properties: (coarse, fine)
+/// right shifts of the value's 64-bit ordered key ([`ordered_key`]). A number's key is
+/// its `f64` bits made order-preserving, so a coarse bucket is one power of two and a fine
+/// bucket a sixteenth of one; a datetime's key is its microseconds, so a coarse bucket
+/// spans about 51 days and a fine one about 38 hours.
+pub(crate) fn bucket_shifts(kind: Kind) -> Option<(u32, u32)> {
+    match kind {
+        Kind::Number => Some((52, 48)),
+        Kind::Datetime => Some((42, 37)),
+        _ => None,
     }
-    Ok(())
+}
+
+/// The 64-bit ordered key of a number or datetime value: its index form read as a
+/// big-endian integer, so key order is value order.
+pub(crate) fn ordered_key(value: &StoredValue) -> Option<u64> {
+    let bytes = match value {
+        StoredValue::Int(i) => number_form(*i as f64),
+        StoredValue::Float(f) => number_form(*f),
+        StoredValue::Time(t) => time_form(*t),
+        _ => return None,
+    };
+    Some(u64::from_be_bytes(bytes))
+}
+
+/// The order-preserving 8 bytes of a number, from the `memcomparable` crate (-0.0 is
+/// 0.0, as comparisons treat it).
+pub(crate) fn number_form(value: f64) -> [u8; 8] {
+    let value = if value == 0.0 { 0.0 } else { value };
+    eight_bytes(memcomparable::to_vec(&value))
+}
+
+/// The order-preserving 8 bytes of a datetime in microseconds.
+pub(crate) fn time_form(micros: i64) -> [u8; 8] {
+    eight_bytes(memcomparable::to_vec(&micros))
+}
+
+fn eight_bytes(encoded: std::result::Result<Vec<u8>, memcomparable::Error>) -> [u8; 8] {
+    // memcomparable writes every f64 and i64 as exactly 8 bytes and cannot fail on them.
+    encoded
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .unwrap_or([0; 8])
+}
+
+/// The name of the value index bitmap of property `pid` and index form `encoded`:
+/// `[3, pid, encoded]`.
+pub(crate) fn index_name(pid: u16, encoded: &[u8]) -> Vec<u8> {
+    let mut name = index_prefix(pid);
+    name.extend_from_slice(encoded);
+    name
+}
+
+/// The prefix of every value index bitmap name of property `pid`.
+pub(crate) fn index_prefix(pid: u16) -> Vec<u8> {
+    let mut name = vec![keys::INDEX_BITMAP];
+    name.extend_from_slice(&pid.to_be_bytes());
+    name
+}
+
+/// The name of the range bucket bitmap `bucket` at `level` (0 coarse, 1 fine) of property
+/// `pid`: `[4, pid, level, bucket (8)]`.
+pub(crate) fn bucket_name(pid: u16, level: u8, bucket: u64) -> Vec<u8> {
+    let mut name = bucket_prefix(pid);
+    name.push(level);
+    name.extend_from_slice(&bucket.to_be_bytes());
+    name
+}
+
+/// The prefix of every range bucket bitmap name of property `pid`.
+pub(crate) fn bucket_prefix(pid: u16) -> Vec<u8> {
+    let mut name = vec![keys::BUCKET_BITMAP];
+    name.extend_from_slice(&pid.to_be_bytes());
+    name
+}
+
+/// The prefixes of every bitmap name derived from property `pid`'s values.
+pub(crate) fn property_prefixes(pid: u16) -> [Vec<u8>; 3] {
+    [
+        value_bitmap_prefix(pid),
+        index_prefix(pid),
+        bucket_prefix(pid),
+    ]
+}
+
+/// The names of the index and bucket bitmaps that hold a record whose property `prop`
+/// holds `value` (none when `prop` is not in the value index).
+pub(crate) fn index_names(prop: &Property, value: &StoredValue) -> Vec<Vec<u8>> {
+    if !prop.in_value_index() {
+        return Vec::new();
+    }
+    let Some(encoded) = encode(prop, value) else {
+        return Vec::new();
+    };
+    let mut names = vec![index_name(prop.pid, &encoded)];
+    if let (Some((coarse, fine)), Some(key)) = (bucket_shifts(prop.kind), ordered_key(value)) {
+        names.push(bucket_name(prop.pid, 0, key >> coarse));
+        names.push(bucket_name(prop.pid, 1, key >> fine));
+    }
+    names
 }
 
 /// The name of the value bitmap of property `pid` holding `value`, for the kinds that have
@@ -158,9 +213,10 @@ pub(crate) fn value_bitmap_prefix(pid: u16) -> Vec<u8> {
     name
 }
 
-/// The value bitmaps a live `record` is a member of (select and multiselect options,
-/// booleans).
-pub(crate) fn bitmaps_of(record: &StoredRecord) -> Vec<Vec<u8>> {
+/// Every bitmap a live `record` is a member of, besides the live bitmap: option and
+/// boolean value bitmaps, and the value index and range bucket bitmaps of the properties
+/// `catalog` puts in the value index.
+pub(crate) fn bitmaps_of(catalog: &Catalog, record: &StoredRecord) -> Vec<Vec<u8>> {
     let mut names = Vec::new();
     for (pid, value) in &record.props {
         match value {
@@ -168,45 +224,137 @@ pub(crate) fn bitmaps_of(record: &StoredRecord) -> Vec<Vec<u8>> {
                 nums.iter()
                     .filter_map(|n| value_bitmap_name(*pid, &StoredValue::Option(*n))),
             ),
-            other => names.extend(value_bitmap_name(*pid, other)),
+            StoredValue::Option(_) | StoredValue::Bool(_) => {
+                names.extend(value_bitmap_name(*pid, value))
+            }
+            other => {
+                if let Some(prop) = catalog.by_pid(*pid) {
+                    names.extend(index_names(prop, other));
+                }
+            }
         }
     }
     names
 }
 
-/// The ordinals of live records whose index entry for `prop` equals `value`'s: candidates
+/// The ordinals of live records whose index form for `prop` equals `value`'s: candidates
 /// that the caller confirms against the record (prefix-indexed text, float collisions).
 pub(crate) fn candidates(
-    kv: &impl Kv,
+    view: &impl View,
     scope: Scope,
     prop: &Property,
     value: &StoredValue,
-) -> Result<Vec<u32>> {
-    let Some(encoded) = encode(prop, value)? else {
-        return Ok(Vec::new());
-    };
-    let prefix = scope.value_prefix(prop.pid, &encoded);
-    let mut ords = Vec::new();
-    kv.scan_prefix(&prefix, |key, _| {
-        if let Some(tail) = key.get(prefix.len()..).filter(|t| t.len() == 4) {
-            ords.extend(keys::read_u32(tail));
-        }
-        Ok(true)
-    })?;
-    Ok(ords)
+) -> Result<RoaringBitmap> {
+    match encode(prop, value) {
+        Some(encoded) => view.bitmap(scope, &index_name(prop.pid, &encoded)),
+        None => Ok(RoaringBitmap::new()),
+    }
 }
 
-/// Deletes every index entry of property `pid` of `scope`.
-pub(crate) fn drop_entries(writer: &mut Writer<'_>, scope: Scope, pid: u16) -> Result<()> {
-    let mut doomed = Vec::new();
-    writer.scan_prefix(&scope.value_prefix(pid, &[]), |key, _| {
-        doomed.push(key.to_vec());
-        Ok(true)
-    })?;
-    for key in doomed {
-        writer.delete(&key)?;
+/// An inclusive interval of ordered keys ([`ordered_key`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KeySpan {
+    /// The smallest key in the interval.
+    pub lo: u64,
+    /// The largest key in the interval.
+    pub hi: u64,
+}
+
+/// The live records of `domain` whose number or datetime property `prop` has an ordered key
+/// in `span`. Whole buckets come from the range bucket bitmaps (coarse where a coarse bucket
+/// fits, fine elsewhere); the at most two fine buckets the span cuts through are resolved
+/// by `check` (which confirms records one by one) when few of their records are in
+/// `domain`, else by reading the value index over the cut part.
+pub(crate) fn range(
+    kv: &impl Kv,
+    scope: Scope,
+    prop: &Property,
+    span: KeySpan,
+    domain: &RoaringBitmap,
+    check: impl Fn(&RoaringBitmap) -> Result<RoaringBitmap>,
+) -> Result<RoaringBitmap> {
+    let Some((coarse, fine)) = bucket_shifts(prop.kind) else {
+        return Ok(RoaringBitmap::new());
+    };
+    let bucket_start = |f: u64| f << fine;
+    let bucket_end = |f: u64| bucket_start(f) | ((1u64 << fine) - 1);
+    let (first, last) = (span.lo >> fine, span.hi >> fine);
+    let mut found = RoaringBitmap::new();
+    let mut edges = Vec::new();
+    let mut whole_from = first;
+    let mut whole_to = last;
+    if span.lo != bucket_start(first) || (first == last && span.hi != bucket_end(last)) {
+        edges.push((first, span.lo, span.hi.min(bucket_end(first))));
+        whole_from = first + 1;
     }
-    Ok(())
+    if last > first && span.hi != bucket_end(last) {
+        edges.push((last, bucket_start(last), span.hi));
+        whole_to = last - 1;
+    }
+    if first == last && !edges.is_empty() {
+        whole_to = first;
+    }
+    if whole_from <= whole_to {
+        found |= whole_buckets(kv, scope, prop.pid, coarse - fine, whole_from, whole_to)?;
+    }
+    for (bucket, from, to) in edges {
+        let in_bucket = bitmap::read(kv, scope, &bucket_name(prop.pid, 1, bucket))?;
+        let candidates = &in_bucket & domain;
+        if candidates.len() * 4 < in_bucket.len() {
+            found |= check(&candidates)?;
+        } else {
+            found |= index_span(kv, scope, prop.pid, from, to)? & domain;
+        }
+    }
+    Ok(found & domain)
+}
+
+/// The union of fine buckets `from..=to` of `pid`, read as coarse buckets where a whole
+/// coarse bucket fits.
+fn whole_buckets(
+    kv: &impl Kv,
+    scope: Scope,
+    pid: u16,
+    ratio_bits: u32,
+    from: u64,
+    to: u64,
+) -> Result<RoaringBitmap> {
+    let per_coarse = 1u64 << ratio_bits;
+    let coarse_from = from.div_ceil(per_coarse);
+    let coarse_to_excl = (to + 1) / per_coarse;
+    let fine = |a: u64, b_excl: u64| -> Result<RoaringBitmap> {
+        if a >= b_excl {
+            return Ok(RoaringBitmap::new());
+        }
+        bitmap::read_span(
+            kv,
+            scope,
+            &bucket_name(pid, 1, a),
+            &bucket_name(pid, 1, b_excl),
+        )
+    };
+    if coarse_from >= coarse_to_excl {
+        return fine(from, to + 1);
+    }
+    let mut found = bitmap::read_span(
+        kv,
+        scope,
+        &bucket_name(pid, 0, coarse_from),
+        &bucket_name(pid, 0, coarse_to_excl),
+    )?;
+    found |= fine(from, coarse_from * per_coarse)?;
+    found |= fine(coarse_to_excl * per_coarse, to + 1)?;
+    Ok(found)
+}
+
+/// The records whose 8-byte index form of `pid` lies in `from..=to`, from the value index.
+fn index_span(kv: &impl Kv, scope: Scope, pid: u16, from: u64, to: u64) -> Result<RoaringBitmap> {
+    let start = index_name(pid, &from.to_be_bytes());
+    let end = match to.checked_add(1) {
+        Some(next) => index_name(pid, &next.to_be_bytes()),
+        None => storage::prefix_end(&index_prefix(pid)).unwrap_or_default(),
+    };
+    bitmap::read_span(kv, scope, &start, &end)
 }
 
 #[cfg(test)]
@@ -215,6 +363,18 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        /// Ordered keys sort numbers numerically (ints and floats mixed) and datetimes
+        /// chronologically.
+        #[test]
+        fn ordered_keys_keep_value_order(a in proptest::num::f64::NORMAL | proptest::num::f64::ZERO, b in -1e6f64..1e6, t in any::<i64>(), u in any::<i64>()) {
+            let (ka, kb) = (ordered_key(&StoredValue::Float(a)), ordered_key(&StoredValue::Float(b)));
+            prop_assert_eq!(ka.cmp(&kb), a.partial_cmp(&b).unwrap());
+            let (kt, ku) = (ordered_key(&StoredValue::Time(t)), ordered_key(&StoredValue::Time(u)));
+            prop_assert_eq!(kt.cmp(&ku), t.cmp(&u));
+            let int = (b as i64).clamp(-(1 << 52), 1 << 52);
+            prop_assert_eq!(ordered_key(&StoredValue::Int(int)), ordered_key(&StoredValue::Float(int as f64)));
+        }
+
         /// Byte order of encodings is the order of the texts, and no encoding is a proper
         /// prefix of another (so a prefix scan for one value finds only that value).
         #[test]

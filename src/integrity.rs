@@ -1,7 +1,7 @@
 //! `verify_integrity`: rebuilds every derived structure from the records and reports each
 //! disagreement with what is stored (like SQLite's `PRAGMA integrity_check`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use roaring::RoaringBitmap;
 use uuid::Uuid;
@@ -61,7 +61,7 @@ struct Expected {
     ords: BTreeMap<u32, u128>,
     live: RoaringBitmap,
     trash: RoaringBitmap,
-    values: BTreeSet<Vec<u8>>,
+    /// Value, index and bucket bitmaps by name.
     value_bitmaps: BTreeMap<Vec<u8>, RoaringBitmap>,
     unique_seen: HashMap<(u16, Vec<u8>), u128>,
     max_id: u128,
@@ -105,18 +105,14 @@ fn verify_scope(
             return Ok(true);
         }
         expected.live.insert(record.ord);
-        index::for_each_entry(scope, &catalog, &record, |k| {
-            expected.values.insert(k);
-            Ok(())
-        })?;
-        for name in index::bitmaps_of(&record) {
+        for name in index::bitmaps_of(&catalog, &record) {
             expected.value_bitmaps.entry(name).or_default().insert(record.ord);
         }
         for (pid, value) in &record.props {
             let Some(prop) = catalog.by_pid(*pid).filter(|p| p.unique) else {
                 continue;
             };
-            let form = match index::encode(prop, value)? {
+            let form = match index::encode(prop, value) {
                 Some(form) if !matches!(value, crate::codec::StoredValue::Str(s) if s.len() > index::MAX_INDEXED_TEXT) => form,
                 _ => continue,
             };
@@ -135,7 +131,6 @@ fn verify_scope(
     })?;
     compare_ords(kv, scope, &expected, &mut problems)?;
     compare_bitmaps(view, scope, &expected, &mut problems)?;
-    compare_values(kv, scope, &expected, &mut problems)?;
     compare_counters(kv, scope, &expected, &mut problems)?;
     report.problems.extend(problems);
     Ok(())
@@ -183,7 +178,10 @@ fn compare_bitmaps(
     expected: &Expected,
     problems: &mut Vec<String>,
 ) -> Result<()> {
-    let stored_values = bitmap::read_named(view.kv(), scope, &[keys::VALUE_BITMAP])?;
+    let mut stored_values = BTreeMap::new();
+    for kind in [keys::VALUE_BITMAP, keys::INDEX_BITMAP, keys::BUCKET_BITMAP] {
+        stored_values.append(&mut bitmap::read_named(view.kv(), scope, &[kind])?);
+    }
     if stored_values != expected.value_bitmaps {
         let differing = expected
             .value_bitmaps
@@ -192,7 +190,7 @@ fn compare_bitmaps(
             .filter(|name| stored_values.get(*name) != expected.value_bitmaps.get(*name))
             .count();
         problems.push(format!(
-            "{}: {differing} value bitmaps disagree with the records",
+            "{}: {differing} value, index or bucket bitmaps disagree with the records",
             scope.ty
         ));
     }
@@ -210,30 +208,6 @@ fn compare_bitmaps(
                 (&stored ^ want).len()
             ));
         }
-    }
-    Ok(())
-}
-
-fn compare_values(
-    kv: &impl Kv,
-    scope: Scope,
-    expected: &Expected,
-    problems: &mut Vec<String>,
-) -> Result<()> {
-    let mut stored = BTreeSet::new();
-    let mut with_value = 0;
-    kv.scan_prefix(&scope.prefix(keys::VALUE), |key, value| {
-        with_value += usize::from(!value.is_empty());
-        stored.insert(key.to_vec());
-        Ok(true)
-    })?;
-    let missing = expected.values.difference(&stored).count();
-    let extra = stored.difference(&expected.values).count();
-    if missing + extra + with_value > 0 {
-        problems.push(format!(
-            "{}: value index disagrees with records ({missing} missing, {extra} extra, {with_value} malformed)",
-            scope.ty
-        ));
     }
     Ok(())
 }

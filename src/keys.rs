@@ -12,11 +12,20 @@
 //! | `COUNTERS` | tag, team, type | next ordinal, last id, live and trash counts |
 //! | `RECORD` | tag, team, type, id (16) | stored record (see `codec`) |
 //! | `ORD` | tag, team, type, ordinal (4) | id (16) |
-//! | `VALUE` | tag, team, type, property (2), ordered value, ordinal (4) | empty |
 //! | `BITMAP` | tag, team, type, bitmap name, chunk (4) | that chunk's 4,096 ordinals |
 //!
-//! Bitmap names: `[0]` live records, `[1]` the trash, `[2, property (2), value]` the live
-//! records holding that value (option number `u32` or boolean `u8`).
+//! Bitmap names: `[0]` live records, `[1]` the trash, and for the live records holding one
+//! value of one property:
+//! - `[2, property (2), value]`: value bitmaps of select, multiselect and boolean properties
+//!   (option number `u32` or boolean `u8`);
+//! - `[3, property (2), ordered value]`: the value index, one bitmap per value of each
+//!   property in it (see `index`); its keys sort by value, then chunk, so scanning them
+//!   walks the records in value order;
+//! - `[4, property (2), level, bucket (8)]`: range buckets of number and datetime
+//!   properties in the value index (see `index::bucket_shifts`).
+//!
+//! (Tag `0x07` held the value index as one key per record and value before it became
+//! bitmaps; it is not used.)
 
 use crate::model::ObjectType;
 
@@ -32,8 +41,6 @@ pub(crate) const COUNTERS: u8 = 0x04;
 pub(crate) const RECORD: u8 = 0x05;
 /// Tag of the ordinal → id map.
 pub(crate) const ORD: u8 = 0x06;
-/// Tag of the value index.
-pub(crate) const VALUE: u8 = 0x07;
 /// Tag of the bitmap chunks.
 pub(crate) const BITMAP: u8 = 0x08;
 
@@ -44,6 +51,10 @@ pub(crate) const TRASH: &[u8] = &[1];
 /// First byte of the name of a value bitmap (live records holding one value of one
 /// select, multiselect or boolean property).
 pub(crate) const VALUE_BITMAP: u8 = 2;
+/// First byte of the name of a value index bitmap.
+pub(crate) const INDEX_BITMAP: u8 = 3;
+/// First byte of the name of a range bucket bitmap.
+pub(crate) const BUCKET_BITMAP: u8 = 4;
 
 /// One (team, type): the unit that ordinals, catalogs and bitmaps belong to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,22 +85,6 @@ impl Scope {
     /// The key of the ordinal map entry of `ord`.
     pub fn ord(self, ord: u32) -> Vec<u8> {
         let mut key = self.prefix(ORD);
-        key.extend_from_slice(&ord.to_be_bytes());
-        key
-    }
-
-    /// The prefix of the value index entries of property `pid` with encoded value `value`.
-    pub fn value_prefix(self, pid: u16, value: &[u8]) -> Vec<u8> {
-        let mut key = self.prefix(VALUE);
-        key.extend_from_slice(&pid.to_be_bytes());
-        key.extend_from_slice(value);
-        key
-    }
-
-    /// The value index entry of the record with ordinal `ord` for property `pid` with
-    /// encoded `value`.
-    pub fn value(self, pid: u16, value: &[u8], ord: u32) -> Vec<u8> {
-        let mut key = self.value_prefix(pid, value);
         key.extend_from_slice(&ord.to_be_bytes());
         key
     }

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::bitmap;
 use crate::codec::{StoredRecord, StoredValue};
 use crate::cursor::{self, Cursor};
 use crate::error::{Error, Result};
@@ -27,7 +28,7 @@ use crate::keys::{self, Scope};
 use crate::model::{ObjectType, Principal};
 use crate::record::Page;
 use crate::records::{self, load, ord_to_id};
-use crate::schema::{Catalog, Kind};
+use crate::schema::{Catalog, Kind, Property};
 use crate::storage::{prefix_end, Kv};
 use crate::txn::View;
 
@@ -265,9 +266,9 @@ fn sort_bytes(
         }
         (StoredValue::Bool(b), _) => Some(vec![u8::from(*b)]),
         (StoredValue::Str(s), _) => Some(index::ordered_text(s)),
-        (StoredValue::Int(i), _) => memcomparable::to_vec(&(*i as f64)).ok(),
-        (StoredValue::Float(f), _) => memcomparable::to_vec(f).ok(),
-        (StoredValue::Time(t), _) => memcomparable::to_vec(t).ok(),
+        (StoredValue::Int(i), _) => Some(index::number_form(*i as f64).to_vec()),
+        (StoredValue::Float(f), _) => Some(index::number_form(*f).to_vec()),
+        (StoredValue::Time(t), _) => Some(index::time_form(*t).to_vec()),
         _ => None,
     }
 }
@@ -485,10 +486,7 @@ impl<V: View> Evaluator<'_, V> {
         catalog: &Catalog,
         domain: &RoaringBitmap,
     ) -> Result<Option<RoaringBitmap>> {
-        let bitmap_kind = matches!(
-            kind,
-            Kind::Select | Kind::Multiselect | Kind::Boolean | Kind::Reference
-        );
+        let bitmap_kind = matches!(kind, Kind::Select | Kind::Multiselect | Kind::Boolean);
         if bitmap_kind {
             let one = |v: &StoredValue| -> Result<RoaringBitmap> {
                 match index::value_bitmap_name(pid, v) {
@@ -529,8 +527,8 @@ impl<V: View> Evaluator<'_, V> {
                 std::slice::from_ref(v),
             )?)),
             (Kind::Reference, Op::In(vs)) => Ok(Some(self.index_exact(scope, prop, vs)?)),
-            (Kind::Number | Kind::Datetime | Kind::Reference, Op::Exists(present)) => {
-                let all = self.index_range(scope, pid, &[], &Op::Exists(true))?;
+            (_, Op::Exists(present)) => {
+                let all = with_value(self.view.kv(), scope, prop)?;
                 Ok(Some(if *present { all } else { domain - all }))
             }
             (Kind::Number | Kind::Datetime, Op::Gt(v) | Op::Gte(v) | Op::Lt(v) | Op::Lte(v)) => {
@@ -539,10 +537,16 @@ impl<V: View> Evaluator<'_, V> {
                 if domain.len() * RANGE_SCAN_RATIO < live {
                     return Ok(None);
                 }
-                let Some(encoded) = index::encode(prop, v)? else {
+                let Some(bound) = index::ordered_key(v) else {
                     return Ok(None);
                 };
-                Ok(Some(self.index_range(scope, pid, &encoded, op)?))
+                let Some(span) = key_span(op, bound) else {
+                    return Ok(Some(RoaringBitmap::new()));
+                };
+                let field = Field::Prop { pid, kind };
+                let check = |candidates: &RoaringBitmap| self.scan(&field, op, scope, candidates);
+                let found = index::range(self.view.kv(), scope, prop, span, domain, check)?;
+                Ok(Some(found))
             }
             (_, Op::Eq(v)) => Ok(Some(self.index_equal(
                 scope,
@@ -561,44 +565,6 @@ impl<V: View> Evaluator<'_, V> {
         Ok(named.into_values().fold(RoaringBitmap::new(), |a, b| a | b))
     }
 
-    /// Ordinals of value index entries of `pid` in the range `op` gives around `encoded`.
-    fn index_range(
-        &self,
-        scope: Scope,
-        pid: u16,
-        encoded: &[u8],
-        op: &Op,
-    ) -> Result<RoaringBitmap> {
-        let all = scope.value_prefix(pid, &[]);
-        let at = scope.value_prefix(pid, encoded);
-        let past_at = prefix_end(&at).unwrap_or_default();
-        let past_all = prefix_end(&all).unwrap_or_default();
-        let (start, end) = match op {
-            Op::Gt(_) => (past_at, past_all),
-            Op::Gte(_) => (at, past_all),
-            Op::Lt(_) => (all, at),
-            Op::Lte(_) => (all, past_at),
-            _ => (all, past_all),
-        };
-        let mut found = RoaringBitmap::new();
-        self.view.kv().scan(
-            std::ops::Bound::Included(&start),
-            std::ops::Bound::Excluded(&end),
-            false,
-            |key, _| {
-                if let Some(ord) = key
-                    .len()
-                    .checked_sub(4)
-                    .and_then(|at| keys::read_u32(&key[at..]))
-                {
-                    found.insert(ord);
-                }
-                Ok(true)
-            },
-        )?;
-        Ok(found)
-    }
-
     /// Records whose `prop` equals one of `values`, for kinds whose index form is exact
     /// (references): the index alone answers.
     fn index_exact(
@@ -609,7 +575,7 @@ impl<V: View> Evaluator<'_, V> {
     ) -> Result<RoaringBitmap> {
         let mut found = RoaringBitmap::new();
         for value in values {
-            found.extend(index::candidates(self.view.kv(), scope, prop, value)?);
+            found |= index::candidates(self.view, scope, prop, value)?;
         }
         Ok(found)
     }
@@ -625,12 +591,12 @@ impl<V: View> Evaluator<'_, V> {
         let kv = self.view.kv();
         let mut found = RoaringBitmap::new();
         for value in values {
-            let candidates = index::candidates(kv, scope, prop, value)?;
+            let candidates = index::candidates(self.view, scope, prop, value)?;
             if index_form_is_exact(value) {
-                found.extend(candidates);
+                found |= candidates;
                 continue;
             }
-            for ord in candidates {
+            for ord in &candidates {
                 let id = ord_to_id(kv, scope, ord)?;
                 let holds = load(kv, scope, id)?
                     .and_then(|r| r.value(prop.pid).cloned())
@@ -766,4 +732,33 @@ fn compare(kind: Kind, stored: &StoredValue, bound: &StoredValue) -> Option<std:
         (StoredValue::Str(a), StoredValue::Str(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
         _ => None,
     }
+}
+
+/// The inclusive interval of ordered keys a range operator keeps around `bound`, or `None`
+/// when it keeps nothing.
+fn key_span(op: &Op, bound: u64) -> Option<index::KeySpan> {
+    let (lo, hi) = match op {
+        Op::Gt(_) => (bound.checked_add(1)?, u64::MAX),
+        Op::Gte(_) => (bound, u64::MAX),
+        Op::Lt(_) => (0, bound.checked_sub(1)?),
+        Op::Lte(_) => (0, bound),
+        _ => return None,
+    };
+    Some(index::KeySpan { lo, hi })
+}
+
+/// The live records holding any value of `prop` (which is in the value index): the union
+/// of its coarse range buckets for numbers and datetimes, of its index bitmaps otherwise.
+fn with_value(kv: &impl Kv, scope: Scope, prop: &Property) -> Result<RoaringBitmap> {
+    let (from, to) = if index::bucket_shifts(prop.kind).is_some() {
+        (
+            index::bucket_name(prop.pid, 0, 0),
+            index::bucket_name(prop.pid, 1, 0),
+        )
+    } else {
+        let prefix = index::index_prefix(prop.pid);
+        let end = prefix_end(&prefix).unwrap_or_default();
+        (prefix, end)
+    };
+    bitmap::read_span(kv, scope, &from, &to)
 }

@@ -289,7 +289,7 @@ fn coerce(prop: &Property, text: &str) -> Result<StoredValue> {
 
 /// Live records whose `prop` equals `wanted`; stops after `max` matches.
 fn matching_records(
-    kv: &impl Kv,
+    view: &impl View,
     scope: Scope,
     prop: &Property,
     wanted: &StoredValue,
@@ -301,9 +301,10 @@ fn matching_records(
                 .value(prop.pid)
                 .is_some_and(|v| index::values_equal(prop.kind, v, wanted))
     };
+    let kv = view.kv();
     let mut found = Vec::new();
     if prop.in_value_index() {
-        for ord in index::candidates(kv, scope, prop, wanted)? {
+        for ord in &index::candidates(view, scope, prop, wanted)? {
             let id = ord_to_id(kv, scope, ord)?;
             if let Some(record) = load(kv, scope, id)? {
                 if hit(&record) {
@@ -337,7 +338,7 @@ fn find_matches(
     let prop = catalog.require(slug)?;
     let wanted = coerce(prop, text)?;
     let found = match view.scope(principal.team, ty)? {
-        Some(scope) => matching_records(view.kv(), scope, prop, &wanted, 2)?,
+        Some(scope) => matching_records(view, scope, prop, &wanted, 2)?,
         None => Vec::new(),
     };
     Ok((found, wanted))
@@ -557,7 +558,7 @@ fn check_unique(
         let Some(prop) = catalog.by_pid(*pid).filter(|p| p.unique) else {
             continue;
         };
-        let holders = matching_records(view.kv(), scope, prop, value, 2)?;
+        let holders = matching_records(view, scope, prop, value, 2)?;
         if let Some((other, _)) = holders.iter().find(|(other, _)| *other != id) {
             return Err(Error::UniqueViolation(format!(
                 "{} {} is already held by {} {}",
@@ -601,8 +602,8 @@ fn insert_new(
     Ok(id)
 }
 
-/// Adds (`live`) or removes a record's entries in every structure derived from live
-/// records: the value index, the value bitmaps and the live bitmap.
+/// Adds (`live`) or removes a record's bits in every bitmap derived from live records: the
+/// value bitmaps, the value index, the range buckets and the live bitmap.
 fn link(
     tx: &mut Tx<'_, '_>,
     scope: Scope,
@@ -610,12 +611,7 @@ fn link(
     record: &StoredRecord,
     live: bool,
 ) -> Result<()> {
-    if live {
-        index::add_entries(tx.writer(), scope, catalog, record)?;
-    } else {
-        index::remove_entries(tx.writer(), scope, catalog, record)?;
-    }
-    for name in index::bitmaps_of(record) {
+    for name in index::bitmaps_of(catalog, record) {
         tx.bitmap_set(scope, &name, record.ord, live)?;
     }
     tx.bitmap_set(scope, keys::LIVE, record.ord, live)
@@ -668,7 +664,7 @@ fn validated_new(
     Ok((scope, catalog, record))
 }
 
-/// Moves a record's index entries and value bitmap bits from those of `old` to those of
+/// Moves a record's bits from the value, index and bucket bitmaps of `old` to those of
 /// `new`.
 fn reindex(
     tx: &mut Tx<'_, '_>,
@@ -677,24 +673,8 @@ fn reindex(
     old: &StoredRecord,
     new: &StoredRecord,
 ) -> Result<()> {
-    let mut before = BTreeSet::new();
-    index::for_each_entry(scope, catalog, old, |k| {
-        before.insert(k);
-        Ok(())
-    })?;
-    let mut after = BTreeSet::new();
-    index::for_each_entry(scope, catalog, new, |k| {
-        after.insert(k);
-        Ok(())
-    })?;
-    for gone in before.difference(&after) {
-        tx.writer().delete(gone)?;
-    }
-    for added in after.difference(&before) {
-        tx.writer().put(added, &[])?;
-    }
-    let before: BTreeSet<Vec<u8>> = index::bitmaps_of(old).into_iter().collect();
-    let after: BTreeSet<Vec<u8>> = index::bitmaps_of(new).into_iter().collect();
+    let before: BTreeSet<Vec<u8>> = index::bitmaps_of(catalog, old).into_iter().collect();
+    let after: BTreeSet<Vec<u8>> = index::bitmaps_of(catalog, new).into_iter().collect();
     for gone in before.difference(&after) {
         tx.bitmap_set(scope, gone, new.ord, false)?;
     }

@@ -59,7 +59,7 @@ pub(crate) fn update_property(
     }
     match (before.in_value_index(), after.in_value_index()) {
         (false, true) => build_entries(tx, scope, &catalog, after.pid)?,
-        (true, false) => index::drop_entries(tx.writer(), scope, after.pid)?,
+        (true, false) => drop_index(tx, scope, after.pid)?,
         _ => {}
     }
     tx.put_catalog(principal.team, scope, catalog)?;
@@ -115,21 +115,29 @@ fn check_no_duplicates(kv: &impl Kv, scope: Scope, prop: &Property) -> Result<()
     }
 }
 
+/// Adds every live record holding property `pid` to its value index and bucket bitmaps.
 fn build_entries(tx: &mut Tx<'_, '_>, scope: Scope, catalog: &Catalog, pid: u16) -> Result<()> {
     let prop = catalog.by_pid(pid).expect("property just checked").clone();
     let mut entries = Vec::new();
     each_record(tx.kv(), scope, |_, record| {
         if let (true, Some(value)) = (record.is_live(), record.value(pid)) {
-            if let Some(encoded) = index::encode(&prop, value)? {
-                entries.push(scope.value(pid, &encoded, record.ord));
+            for name in index::index_names(&prop, value) {
+                entries.push((name, record.ord));
             }
         }
         Ok(true)
     })?;
-    for key in entries {
-        tx.writer().put(&key, &[])?;
+    for (name, ord) in entries {
+        tx.bitmap_set(scope, &name, ord, true)?;
     }
     Ok(())
+}
+
+/// Deletes the value index and bucket bitmaps of property `pid`.
+fn drop_index(tx: &mut Tx<'_, '_>, scope: Scope, pid: u16) -> Result<()> {
+    let [_, index_prefix, bucket_prefix] = index::property_prefixes(pid);
+    tx.bitmap_drop(scope, &index_prefix)?;
+    tx.bitmap_drop(scope, &bucket_prefix)
 }
 
 /// remove property: refused (`conflict`) while records hold values, unless `force`, which
@@ -158,10 +166,9 @@ pub(crate) fn remove_property(
             holders.len()
         )));
     }
-    if prop.in_value_index() {
-        index::drop_entries(tx.writer(), scope, prop.pid)?;
+    for prefix in index::property_prefixes(prop.pid) {
+        tx.bitmap_drop(scope, &prefix)?;
     }
-    tx.bitmap_drop(scope, &index::value_bitmap_prefix(prop.pid))?;
     for (id, mut record) in holders {
         record.set(prop.pid, None);
         record.updated_at = tx.now;

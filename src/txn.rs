@@ -351,6 +351,12 @@ impl<'w, 't> Tx<'w, 't> {
         }
     }
 
+    /// Writes the held bitmap chunks to the writer, so that range scans of the writer see
+    /// them.
+    pub fn flush_bitmaps(&mut self) -> Result<()> {
+        self.bitmaps.flush(self.writer)
+    }
+
     /// Deletes every bitmap of `scope` whose name starts with `name_prefix`.
     pub fn bitmap_drop(&mut self, scope: Scope, name_prefix: &[u8]) -> Result<()> {
         self.bitmaps.drop_prefix(self.writer, scope, name_prefix)

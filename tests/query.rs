@@ -44,14 +44,27 @@ struct Row {
     city: Option<String>,
     email: Option<usize>,
     org: Option<usize>,
+    seen: Option<usize>,
     deleted: bool,
 }
+
+/// Instants of the `seen` datetime property: far apart and close together, so that range
+/// bounds fall on whole and cut buckets.
+const INSTANTS: [&str; 6] = [
+    "1969-07-20T20:17:40Z",
+    "1999-12-31T23:59:59Z",
+    "2020-01-01T00:00:00Z",
+    "2020-01-01T01:00:00Z",
+    "2024-02-29T12:00:00Z",
+    "2100-01-01T00:00:00Z",
+];
 
 fn row() -> impl Strategy<Value = Row> {
     (
         prop::option::of(prop_oneof![
             (-3i64..4).prop_map(|i| i as f64),
-            (-3i64..4).prop_map(|i| i as f64 + 0.5)
+            (-3i64..4).prop_map(|i| i as f64 + 0.5),
+            (-3000i64..3000).prop_map(|i| i as f64),
         ]),
         prop::option::of(0usize..3),
         prop::collection::vec(0usize..3, 0..3),
@@ -59,10 +72,13 @@ fn row() -> impl Strategy<Value = Row> {
         prop::option::of("[abAB]{0,3}"),
         prop::option::of(0usize..1000),
         prop::option::of(0usize..3),
-        prop::bool::weighted(0.2),
+        (
+            prop::option::of(0usize..INSTANTS.len()),
+            prop::bool::weighted(0.2),
+        ),
     )
         .prop_map(
-            |(score, status, tags, vip, city, email, org, deleted)| Row {
+            |(score, status, tags, vip, city, email, org, (seen, deleted))| Row {
                 score,
                 status,
                 tags,
@@ -70,6 +86,7 @@ fn row() -> impl Strategy<Value = Row> {
                 city,
                 email,
                 org,
+                seen,
                 deleted,
             },
         )
@@ -88,6 +105,8 @@ fn load(rows: &[Row]) -> (Database, Principal) {
     db.add_property(&admin, C, &spec("vip", "boolean", &[]))
         .unwrap();
     db.add_property(&admin, C, &spec("city", "text", &[]))
+        .unwrap();
+    db.add_property(&admin, C, &spec("seen", "datetime", &[]))
         .unwrap();
     db.add_property(
         &admin,
@@ -138,6 +157,9 @@ fn load(rows: &[Row]) -> (Database, Principal) {
         if let Some(e) = row.email.filter(|e| used_emails.insert(*e)) {
             props.insert("email".into(), json!(format!("P{e}@x.io")));
         }
+        if let Some(at) = row.seen {
+            props.insert("seen".into(), json!(INSTANTS[at]));
+        }
         if let Some(o) = row.org {
             props.insert("organization".into(), json!(orgs[o].to_string()));
         }
@@ -152,8 +174,12 @@ fn load(rows: &[Row]) -> (Database, Principal) {
 fn leaf() -> impl Strategy<Value = Value> {
     let num = prop_oneof![
         (-3i64..4).prop_map(|i| json!(i)),
-        (-3i64..4).prop_map(|i| json!(i as f64 + 0.5))
+        (-3i64..4).prop_map(|i| json!(i as f64 + 0.5)),
+        (-3000i64..3000).prop_map(|i| json!(i)),
     ];
+    let range_op = prop::sample::select(vec!["$gt", "$gte", "$lt", "$lte"]);
+    // "ORG<i>" stands for the id of organization i (see `with_org_ids`).
+    let org = (0usize..3).prop_map(|i| json!(format!("ORG{i}")));
     let status = (0usize..3).prop_map(|s| json!(STATUSES[s]));
     let tag = (0usize..3).prop_map(|t| json!(["x", "y", "z"][t]));
     prop_oneof![
@@ -172,6 +198,11 @@ fn leaf() -> impl Strategy<Value = Value> {
         (prop::sample::select(vec!["$contains", "$starts_with", "$ends_with", "$eq", "$gt", "$lte"]), "[abAB]{0,2}").prop_map(|(op, t)| json!({"city": {op: t}})),
         (0usize..1000).prop_map(|e| json!({"email": format!("p{e}@X.io")})),
         (0usize..2).prop_map(|i| json!({"organization.industry": format!("i{i}")})),
+        org.clone().prop_map(|o| json!({"organization": o})),
+        prop::collection::vec(org, 1..3).prop_map(|os| json!({"organization": {"$in": os}})),
+        any::<bool>().prop_map(|b| json!({"organization": {"$exists": b}})),
+        (range_op, 0usize..INSTANTS.len()).prop_map(|(op, at)| json!({"seen": {op: INSTANTS[at]}})),
+        (0usize..INSTANTS.len()).prop_map(|at| json!({"seen": INSTANTS[at]})),
         (0usize..3).prop_map(|i| json!({"organization.name": {"$ends_with": format!("{i}")}})),
         any::<bool>().prop_map(|b| json!({"created_at": {"$lt": if b { "2000-01-01T00:00:00Z" } else { "2999-01-01T00:00:00Z" }}})),
     ]
@@ -190,7 +221,15 @@ fn filter() -> impl Strategy<Value = Value> {
 fn sort() -> impl Strategy<Value = Vec<SortKey>> {
     prop::collection::vec(
         (
-            prop::sample::select(vec!["score", "status", "city", "vip", "created_at"]),
+            prop::sample::select(vec![
+                "score",
+                "status",
+                "city",
+                "vip",
+                "created_at",
+                "seen",
+                "score",
+            ]),
             any::<bool>(),
         )
             .prop_map(|(p, desc)| SortKey {
@@ -352,6 +391,23 @@ fn sort_cmp(
     a.0.cmp(&b.0)
 }
 
+/// `filter` with every "ORG<i>" replaced by the id of organization i.
+fn with_org_ids(filter: &Value, orgs: &[Uuid]) -> Value {
+    match filter {
+        Value::String(s) => match s.strip_prefix("ORG").and_then(|i| i.parse::<usize>().ok()) {
+            Some(i) => json!(orgs[i].to_string()),
+            None => filter.clone(),
+        },
+        Value::Array(items) => Value::Array(items.iter().map(|v| with_org_ids(v, orgs)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), with_org_ids(v, orgs)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 fn all_pages(db: &Database, me: &Principal, mut request: QueryRequest) -> (Vec<Uuid>, Option<u64>) {
     let mut ids = Vec::new();
     let mut total = None;
@@ -404,6 +460,7 @@ proptest! {
         let world = World {
             orgs: orgs.rows.iter().map(|r| (r.id.to_string(), r.properties.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())).collect(),
         };
+        let filter = with_org_ids(&filter, &orgs.rows.iter().map(|r| r.id).collect::<Vec<_>>());
         let mut expected: Vec<_> = records.iter().filter(|(_, r)| eval(&world, &filter, r)).cloned().collect();
         expected.sort_by(|a, b| sort_cmp(&keys, a, b));
         let expected: Vec<Uuid> = expected.into_iter().map(|(id, _)| id).collect();
