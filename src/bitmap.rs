@@ -123,7 +123,6 @@ pub(crate) fn read_span(
 }
 
 /// Decodes one stored chunk row (`key` ends with the chunk number).
-#[allow(dead_code)]
 pub(crate) fn decode_row(key: &[u8], value: &[u8]) -> Result<RoaringBitmap> {
     let chunk = chunk_in_key(key).ok_or_else(|| damaged("short key"))?;
     decode_chunk(chunk, value)
