@@ -77,6 +77,74 @@ fn encode_chunk(chunk: u32, bitmap: &RoaringBitmap) -> Vec<u8> {
     }
 }
 
+/// Chunks per 65,536-ordinal roaring container.
+const CHUNKS_PER_WINDOW: u32 = 1 << (16 - CHUNK_BITS);
+
+/// Gathers stored chunks into one bitmap a roaring container (16 chunks) at a time: the
+/// chunks of a container are OR-ed into one 8 KiB bitset, which becomes a container once.
+/// Decoding each chunk into its own bitmap and OR-ing those was 70% of a filtered count.
+struct Gather {
+    full: RoaringBitmap,
+    window: Option<u32>,
+    bits: Vec<u8>,
+}
+
+impl Gather {
+    fn new() -> Gather {
+        Gather {
+            full: RoaringBitmap::new(),
+            window: None,
+            bits: vec![0; BITSET_BYTES * CHUNKS_PER_WINDOW as usize],
+        }
+    }
+
+    /// Adds the ordinals of stored chunk number `chunk`.
+    fn add(&mut self, chunk: u32, bytes: &[u8]) -> Result<()> {
+        let window = chunk / CHUNKS_PER_WINDOW;
+        if self.window != Some(window) {
+            self.flush();
+            self.window = Some(window);
+        }
+        let at = (chunk % CHUNKS_PER_WINDOW) as usize * BITSET_BYTES;
+        let target = &mut self.bits[at..at + BITSET_BYTES];
+        match bytes.split_first() {
+            Some((&BITSET_TAG, bits)) if bits.len() == BITSET_BYTES => {
+                for (into, from) in target.iter_mut().zip(bits) {
+                    *into |= from;
+                }
+                Ok(())
+            }
+            Some((&ARRAY_TAG, offsets)) if offsets.len() % 2 == 0 => {
+                let mut previous = None;
+                for pair in offsets.chunks_exact(2) {
+                    let offset = usize::from(u16::from_be_bytes([pair[0], pair[1]]));
+                    if offset >> CHUNK_BITS != 0 || previous.is_some_and(|p| p >= offset) {
+                        return Err(damaged("offsets out of range or order"));
+                    }
+                    target[offset / 8] |= 1 << (offset % 8);
+                    previous = Some(offset);
+                }
+                Ok(())
+            }
+            _ => Err(damaged("unknown layout")),
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(window) = self.window.take() {
+            if self.bits.iter().any(|b| *b != 0) {
+                self.full |= RoaringBitmap::from_lsb0_bytes(window << 16, &self.bits);
+                self.bits.fill(0);
+            }
+        }
+    }
+
+    fn finish(mut self) -> RoaringBitmap {
+        self.flush();
+        self.full
+    }
+}
+
 /// The chunk number at the end of a chunk key.
 fn chunk_in_key(key: &[u8]) -> Option<u32> {
     key.get(key.len().checked_sub(4)?..)
@@ -87,16 +155,16 @@ fn chunk_in_key(key: &[u8]) -> Option<u32> {
 /// Reads the whole bitmap `name` of `scope` as stored.
 pub(crate) fn read(kv: &impl Kv, scope: Scope, name: &[u8]) -> Result<RoaringBitmap> {
     let prefix = scope.bitmap_prefix(name);
-    let mut full = RoaringBitmap::new();
+    let mut gather = Gather::new();
     kv.scan_prefix(&prefix, |key, value| {
         if key.len() != prefix.len() + 4 {
             return Ok(true);
         }
         let chunk = chunk_in_key(key).ok_or_else(|| damaged("short key"))?;
-        full |= decode_chunk(chunk, value)?;
+        gather.add(chunk, value)?;
         Ok(true)
     })?;
-    Ok(full)
+    Ok(gather.finish())
 }
 
 /// The union of every stored bitmap of `scope` whose name lies in `from..to` (byte order),
@@ -108,18 +176,18 @@ pub(crate) fn read_span(
     to: &[u8],
 ) -> Result<RoaringBitmap> {
     let (start, end) = (scope.bitmap_prefix(from), scope.bitmap_prefix(to));
-    let mut full = RoaringBitmap::new();
+    let mut gather = Gather::new();
     kv.scan(
         std::ops::Bound::Included(&start),
         std::ops::Bound::Excluded(&end),
         false,
         |key, value| {
             let chunk = chunk_in_key(key).ok_or_else(|| damaged("short key"))?;
-            full |= decode_chunk(chunk, value)?;
+            gather.add(chunk, value)?;
             Ok(true)
         },
     )?;
-    Ok(full)
+    Ok(gather.finish())
 }
 
 /// Decodes one stored chunk row (`key` ends with the chunk number).
@@ -239,6 +307,12 @@ mod tests {
             let bytes = encode_chunk(chunk, &bitmap);
             assert_eq!(decode_chunk(chunk, &bytes).unwrap(), bitmap, "{count}");
             assert!(bytes.len() <= 1 + BITSET_BYTES);
+            let mut gather = Gather::new();
+            gather.add(chunk, &bytes).unwrap();
+            gather
+                .add(chunk + 1, &encode_chunk(chunk + 1, &RoaringBitmap::new()))
+                .unwrap();
+            assert_eq!(gather.finish(), bitmap, "{count}");
         }
     }
 
@@ -253,6 +327,7 @@ mod tests {
             &[BITSET_TAG, 0],
         ] {
             assert!(decode_chunk(0, bytes).is_err(), "{bytes:?}");
+            assert!(Gather::new().add(0, bytes).is_err(), "{bytes:?}");
         }
     }
 }
