@@ -95,13 +95,6 @@ impl Scope {
         key.extend_from_slice(name);
         key
     }
-
-    /// The key of chunk `chunk` of bitmap `name`.
-    pub fn bitmap_chunk(self, name: &[u8], chunk: u32) -> Vec<u8> {
-        let mut key = self.bitmap_prefix(name);
-        key.extend_from_slice(&chunk.to_be_bytes());
-        key
-    }
 }
 
 /// Reads a big-endian u128 from the last 16 bytes of `key`, if it is long enough.

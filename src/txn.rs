@@ -296,6 +296,10 @@ pub(crate) struct Tx<'w, 't> {
     writer: &'w mut Writer<'t>,
     shared: &'w Shared,
     bitmaps: BitmapBuffer,
+    /// Per scope, the first bitmap chunk that no stored record falls in (see
+    /// [`Tx::bitmap_set`]); empty once held chunks were flushed mid-transaction.
+    fresh_chunks: HashMap<Scope, u32>,
+    bitmaps_flushed: bool,
     counters: BTreeMap<Scope, Counters>,
     catalogs: HashMap<(Uuid, ObjectType), Arc<Catalog>>,
     new_teams: Vec<(Uuid, u32)>,
@@ -310,6 +314,8 @@ impl<'w, 't> Tx<'w, 't> {
             writer,
             shared,
             bitmaps: BitmapBuffer::default(),
+            fresh_chunks: HashMap::new(),
+            bitmaps_flushed: false,
             counters: BTreeMap::new(),
             catalogs: HashMap::new(),
             new_teams: Vec::new(),
@@ -342,18 +348,34 @@ impl<'w, 't> Tx<'w, 't> {
         Ok(Scope { team: number, ty })
     }
 
-    /// Sets (`on`) or clears bit `ord` of bitmap `name` of `scope`.
+    /// Sets (`on`) or clears bit `ord` of bitmap `name` of `scope`. A chunk past every
+    /// stored record can only hold this transaction's new records, so its first bit is set
+    /// without reading storage (a read per value and record was 15% of a bulk load).
     pub fn bitmap_set(&mut self, scope: Scope, name: &[u8], ord: u32, on: bool) -> Result<()> {
         if on {
-            self.bitmaps.insert(&*self.writer, scope, name, ord)
+            let fresh =
+                !self.bitmaps_flushed && bitmap::chunk_of(ord) >= self.fresh_chunk(scope)?;
+            self.bitmaps.insert(&*self.writer, scope, name, ord, fresh)
         } else {
             self.bitmaps.remove(&*self.writer, scope, name, ord)
         }
     }
 
+    /// The first bitmap chunk of `scope` that no stored record falls in.
+    fn fresh_chunk(&mut self, scope: Scope) -> Result<u32> {
+        if let Some(chunk) = self.fresh_chunks.get(&scope) {
+            return Ok(*chunk);
+        }
+        let next_ord = stored_counters(&*self.writer, scope)?.next_ord;
+        let chunk = bitmap::chunks_below(next_ord);
+        self.fresh_chunks.insert(scope, chunk);
+        Ok(chunk)
+    }
+
     /// Writes the held bitmap chunks to the writer, so that range scans of the writer see
-    /// them.
+    /// them. From then on every chunk is read before its first change.
     pub fn flush_bitmaps(&mut self) -> Result<()> {
+        self.bitmaps_flushed = true;
         self.bitmaps.flush(self.writer)
     }
 
