@@ -196,6 +196,40 @@ pub(crate) fn read_span(
     Ok(gather.finish())
 }
 
+/// Reads the chunks numbered `chunks` of bitmap `name` of `scope`, in one scan.
+pub(crate) fn read_chunks(
+    kv: &impl Kv,
+    scope: Scope,
+    name: &[u8],
+    chunks: std::ops::Range<u32>,
+) -> Result<RoaringBitmap> {
+    let prefix = scope.bitmap_prefix(name);
+    let key = |chunk: u32| {
+        let mut key = prefix.clone();
+        key.extend_from_slice(&chunk.to_be_bytes());
+        key
+    };
+    let (start, end) = (key(chunks.start), key(chunks.end));
+    let mut gather = Gather::new();
+    kv.scan(
+        std::ops::Bound::Included(&start),
+        std::ops::Bound::Excluded(&end),
+        false,
+        |key, value| {
+            if key.len() == prefix.len() + 4 {
+                gather.add(chunk_in_key(key).unwrap_or_default(), value)?;
+            }
+            Ok(true)
+        },
+    )?;
+    Ok(gather.finish())
+}
+
+/// The chunk numbers of the 65,536-ordinal window `window` (one roaring container).
+pub(crate) fn window_chunks(window: u32) -> std::ops::Range<u32> {
+    window * CHUNKS_PER_WINDOW..(window + 1) * CHUNKS_PER_WINDOW
+}
+
 /// Decodes one stored chunk row (`key` ends with the chunk number).
 pub(crate) fn decode_row(key: &[u8], value: &[u8]) -> Result<RoaringBitmap> {
     let chunk = chunk_in_key(key).ok_or_else(|| damaged("short key"))?;

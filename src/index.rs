@@ -167,17 +167,82 @@ pub(crate) fn bucket_prefix(pid: u16) -> Vec<u8> {
     name
 }
 
-/// The prefixes of every bitmap name derived from property `pid`'s values.
-pub(crate) fn property_prefixes(pid: u16) -> [Vec<u8>; 3] {
+/// The prefixes of every bitmap name derived from property `pid`'s values: value, index,
+/// bucket and trigram bitmaps.
+pub(crate) fn property_prefixes(pid: u16) -> [Vec<u8>; 4] {
     [
         value_bitmap_prefix(pid),
         index_prefix(pid),
         bucket_prefix(pid),
+        gram_prefix(pid),
     ]
 }
 
-/// The names of the index and bucket bitmaps that hold a record whose property `prop`
-/// holds `value` (none when `prop` is not in the value index).
+/// The prefix of every trigram bitmap name of property `pid`.
+pub(crate) fn gram_prefix(pid: u16) -> Vec<u8> {
+    let mut name = vec![keys::GRAM_BITMAP];
+    name.extend_from_slice(&pid.to_be_bytes());
+    name
+}
+
+/// The distinct byte trigrams of `text` (already lowercased), in byte order. Substring
+/// filters are case-insensitive, so texts and needles are lowercased before; byte
+/// trigrams of UTF-8 keep "every trigram of the needle is in the text" true of every
+/// substring match, whatever the script.
+pub(crate) fn trigrams(text: &str) -> Vec<[u8; 3]> {
+    let mut grams: Vec<[u8; 3]> = text
+        .as_bytes()
+        .windows(3)
+        .map(|w| [w[0], w[1], w[2]])
+        .collect();
+    grams.sort_unstable();
+    grams.dedup();
+    grams
+}
+
+/// The name of the trigram bitmap `gram` of property `pid`.
+pub(crate) fn gram_name(pid: u16, gram: [u8; 3]) -> Vec<u8> {
+    let mut name = gram_prefix(pid);
+    name.extend_from_slice(&gram);
+    name
+}
+
+/// A superset of the records of `scope` whose searchable property `pid` holds `needle`
+/// (lowercased) as a substring, among ordinals in chunks `chunks` (all when `None`): the
+/// intersection of the needle's trigram bitmaps. `None` when the needle is shorter than a
+/// trigram.
+pub(crate) fn gram_candidates(
+    kv: &impl Kv,
+    scope: Scope,
+    pid: u16,
+    needle: &str,
+    chunks: Option<std::ops::Range<u32>>,
+) -> Result<Option<RoaringBitmap>> {
+    let grams = trigrams(needle);
+    if grams.is_empty() {
+        return Ok(None);
+    }
+    let mut found: Option<RoaringBitmap> = None;
+    for gram in grams {
+        let name = gram_name(pid, gram);
+        let bits = match &chunks {
+            Some(range) => bitmap::read_chunks(kv, scope, &name, range.clone())?,
+            None => bitmap::read(kv, scope, &name)?,
+        };
+        let narrowed = match found {
+            Some(acc) => acc & bits,
+            None => bits,
+        };
+        if narrowed.is_empty() {
+            return Ok(Some(narrowed));
+        }
+        found = Some(narrowed);
+    }
+    Ok(found)
+}
+
+/// The names of the index, bucket and trigram bitmaps that hold a record whose property
+/// `prop` holds `value` (none when `prop` is not in the value index).
 pub(crate) fn index_names(prop: &Property, value: &StoredValue) -> Vec<Vec<u8>> {
     if !prop.in_value_index() {
         return Vec::new();
@@ -189,6 +254,10 @@ pub(crate) fn index_names(prop: &Property, value: &StoredValue) -> Vec<Vec<u8>> 
     if let (Some((coarse, fine)), Some(key)) = (bucket_shifts(prop.kind), ordered_key(value)) {
         names.push(bucket_name(prop.pid, 0, key >> coarse));
         names.push(bucket_name(prop.pid, 1, key >> fine));
+    }
+    if let (true, StoredValue::Str(text)) = (prop.searchable(), value) {
+        let lower = text.to_lowercase();
+        names.extend(trigrams(&lower).into_iter().map(|g| gram_name(prop.pid, g)));
     }
     names
 }

@@ -179,7 +179,12 @@ fn compare_bitmaps(
     problems: &mut Vec<String>,
 ) -> Result<()> {
     let mut stored_values = BTreeMap::new();
-    for kind in [keys::VALUE_BITMAP, keys::INDEX_BITMAP, keys::BUCKET_BITMAP] {
+    for kind in [
+        keys::VALUE_BITMAP,
+        keys::INDEX_BITMAP,
+        keys::BUCKET_BITMAP,
+        keys::GRAM_BITMAP,
+    ] {
         stored_values.append(&mut bitmap::read_named(view.kv(), scope, &[kind])?);
     }
     if stored_values != expected.value_bitmaps {

@@ -22,7 +22,9 @@
 //!   property in it (see `index`); its keys sort by value, then chunk, so scanning them
 //!   walks the records in value order;
 //! - `[4, property (2), level, bucket (8)]`: range buckets of number and datetime
-//!   properties in the value index (see `index::bucket_shifts`).
+//!   properties in the value index (see `index::bucket_shifts`);
+//! - `[5, property (2), trigram (3)]`: the records whose lowercased text holds those three
+//!   bytes, for indexed text properties (see `index::trigrams`).
 //!
 //! (Tag `0x07` held the value index as one key per record and value before it became
 //! bitmaps; it is not used.)
@@ -55,6 +57,8 @@ pub(crate) const VALUE_BITMAP: u8 = 2;
 pub(crate) const INDEX_BITMAP: u8 = 3;
 /// First byte of the name of a range bucket bitmap.
 pub(crate) const BUCKET_BITMAP: u8 = 4;
+/// First byte of the name of a trigram bitmap.
+pub(crate) const GRAM_BITMAP: u8 = 5;
 
 /// One (team, type): the unit that ordinals, catalogs and bitmaps belong to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -160,6 +160,19 @@ pub(crate) fn query(
     let matches = eval.bitmap(&filter, scope, &catalog, &domain)?;
     let total = request.include_total.then(|| matches.len());
     let (rows, has_more, last_key) = if sorter.keys.is_empty() {
+        let narrow = |window: u32| -> Result<Option<RoaringBitmap>> {
+            let mut narrowed: Option<RoaringBitmap> = None;
+            for (field, op) in &residual {
+                let chunks = Some(bitmap::window_chunks(window));
+                if let Some(found) = eval.prefilter(field, op, scope, &catalog, chunks)? {
+                    narrowed = Some(match narrowed {
+                        Some(acc) => acc & found,
+                        None => found,
+                    });
+                }
+            }
+            Ok(narrowed)
+        };
         let check = |record: &StoredRecord, targets: &mut HashMap<u128, bool>| -> Result<bool> {
             for (field, op) in &residual {
                 if !eval.record_matches(field, op, record, targets)? {
@@ -168,7 +181,15 @@ pub(crate) fn query(
             }
             Ok(true)
         };
-        page_by_id(view.kv(), scope, &matches, after.as_ref(), limit, check)?
+        page_by_id(
+            view.kv(),
+            scope,
+            &matches,
+            after.as_ref(),
+            limit,
+            narrow,
+            check,
+        )?
     } else if let Some(walk) = walk_plan(
         view,
         scope,
@@ -322,12 +343,17 @@ fn split_residual(filter: Filter) -> (Filter, Vec<(Field, Op)>) {
     }
 }
 
+/// A page in id order: the matches after the cursor, one 65,536-ordinal window at a time.
+/// `narrow` may give, per window, a superset of the records that pass `check` (from
+/// trigram bitmaps), so that only those are loaded and checked; a first page then reads
+/// the bitmaps of its first windows only.
 fn page_by_id(
     kv: &impl Kv,
     scope: Scope,
     matches: &RoaringBitmap,
     after: Option<&Cursor>,
     limit: usize,
+    narrow: impl Fn(u32) -> Result<Option<RoaringBitmap>>,
     check: impl Fn(&StoredRecord, &mut HashMap<u128, bool>) -> Result<bool>,
 ) -> Result<Rows> {
     let from = match after {
@@ -337,14 +363,24 @@ fn page_by_id(
     };
     let mut rows = Vec::with_capacity(limit + 1);
     let mut targets = HashMap::new();
-    for ord in matches.range(from..) {
-        let id = ord_to_id(kv, scope, ord)?;
-        let record = load(kv, scope, id)?
-            .ok_or_else(|| Error::Internal(format!("ordinal {ord} points at a missing record")))?;
-        if check(&record, &mut targets)? {
-            rows.push((id, record));
-            if rows.len() > limit {
-                break;
+    let last = matches.max().unwrap_or(0);
+    'windows: for window in (from >> 16)..=(last >> 16) {
+        let span = (window << 16).max(from)..=(window << 16 | 0xffff);
+        let narrowed = narrow(window)?;
+        let candidates: Box<dyn Iterator<Item = u32>> = match &narrowed {
+            Some(narrowed) => Box::new(narrowed.range(span).filter(|ord| matches.contains(*ord))),
+            None => Box::new(matches.range(span)),
+        };
+        for ord in candidates {
+            let id = ord_to_id(kv, scope, ord)?;
+            let record = load(kv, scope, id)?.ok_or_else(|| {
+                Error::Internal(format!("ordinal {ord} points at a missing record"))
+            })?;
+            if check(&record, &mut targets)? {
+                rows.push((id, record));
+                if rows.len() > limit {
+                    break 'windows;
+                }
             }
         }
     }
@@ -633,9 +669,35 @@ impl<V: View> Evaluator<'_, V> {
             Filter::Not(part) => domain - self.bitmap(part, scope, catalog, domain)?,
             Filter::Cond(field, op) => match self.leaf(field, op, scope, catalog, domain)? {
                 Some(found) => found & domain,
-                None => self.scan(field, op, scope, domain)?,
+                None => match self.prefilter(field, op, scope, catalog, None)? {
+                    Some(candidates) => self.scan(field, op, scope, &(candidates & domain))?,
+                    None => self.scan(field, op, scope, domain)?,
+                },
             },
         })
+    }
+
+    /// A superset of the live records that pass a substring condition on a searchable
+    /// property, from its trigram bitmaps (over chunks `chunks`, or all), or `None` where
+    /// there is none (other conditions, needles shorter than 3 bytes, trash queries).
+    fn prefilter(
+        &self,
+        field: &Field,
+        op: &Op,
+        scope: Scope,
+        catalog: &Catalog,
+        chunks: Option<std::ops::Range<u32>>,
+    ) -> Result<Option<RoaringBitmap>> {
+        let Field::Prop { pid, .. } = field else {
+            return Ok(None);
+        };
+        let (Op::Contains(needle) | Op::StartsWith(needle) | Op::EndsWith(needle)) = op else {
+            return Ok(None);
+        };
+        if self.deleted || !catalog.by_pid(*pid).is_some_and(|p| p.searchable()) {
+            return Ok(None);
+        }
+        index::gram_candidates(self.view.kv(), scope, *pid, needle, chunks)
     }
 
     /// A condition answered from bitmaps or the value index, or `None` where only a scan can.

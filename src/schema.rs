@@ -168,6 +168,11 @@ impl Property {
         self.indexed || self.unique || self.kind == Kind::Reference
     }
 
+    /// Whether the property keeps trigram bitmaps for substring filters: indexed text.
+    pub(crate) fn searchable(&self) -> bool {
+        self.indexed && self.kind == Kind::Text
+    }
+
     /// Converts a written JSON value into its stored form, or explains what is wrong with
     /// it (`invalid_value` naming the slug). `null` is handled by the caller.
     pub(crate) fn to_stored(&self, value: &Value) -> Result<StoredValue> {
@@ -459,6 +464,9 @@ impl Catalog {
                 slug: slug.to_owned(),
                 kind: kind.as_str().to_owned(),
                 unique: Some(unique),
+                // The name is what people search: it is indexed, which gives it the
+                // substring (trigram) bitmaps of indexed text.
+                indexed: (slug == "name").then_some(true),
                 ..PropertySpec::default()
             };
             match extra {

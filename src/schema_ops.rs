@@ -57,10 +57,12 @@ pub(crate) fn update_property(
     if after.unique && !before.unique {
         check_no_duplicates(tx.kv(), scope, &after)?;
     }
-    match (before.in_value_index(), after.in_value_index()) {
-        (false, true) => build_entries(tx, scope, &catalog, after.pid)?,
-        (true, false) => drop_index(tx, scope, after.pid)?,
-        _ => {}
+    let indexing = |p: &Property| (p.in_value_index(), p.searchable());
+    if indexing(&before) != indexing(&after) {
+        drop_index(tx, scope, after.pid)?;
+        if after.in_value_index() {
+            build_entries(tx, scope, &catalog, after.pid)?;
+        }
     }
     tx.put_catalog(principal.team, scope, catalog)?;
     Ok(after)
@@ -133,11 +135,13 @@ fn build_entries(tx: &mut Tx<'_, '_>, scope: Scope, catalog: &Catalog, pid: u16)
     Ok(())
 }
 
-/// Deletes the value index and bucket bitmaps of property `pid`.
+/// Deletes the value index, bucket and trigram bitmaps of property `pid`.
 fn drop_index(tx: &mut Tx<'_, '_>, scope: Scope, pid: u16) -> Result<()> {
-    let [_, index_prefix, bucket_prefix] = index::property_prefixes(pid);
-    tx.bitmap_drop(scope, &index_prefix)?;
-    tx.bitmap_drop(scope, &bucket_prefix)
+    let [_, index, buckets, grams] = index::property_prefixes(pid);
+    for prefix in [index, buckets, grams] {
+        tx.bitmap_drop(scope, &prefix)?;
+    }
+    Ok(())
 }
 
 /// remove property: refused (`conflict`) while records hold values, unless `force`, which

@@ -23,6 +23,9 @@ pub(crate) struct Shared {
     teams: RwLock<HashMap<Uuid, u32>>,
     catalogs: Mutex<HashMap<(Uuid, ObjectType), Arc<Catalog>>>,
     names: Mutex<HashMap<Scope, NameCache>>,
+    /// The live bitmap of each scope for the state with that mutation counter: every query
+    /// starts from it, and decoding it is 80 µs at a million records.
+    live: Mutex<HashMap<Scope, (u64, Arc<RoaringBitmap>)>>,
 }
 
 /// The `name` of records of one scope, as pages show them for references, valid for the
@@ -90,6 +93,29 @@ impl Shared {
                 break;
             }
             entry.names.insert(id, name);
+        }
+    }
+
+    /// The cached live bitmap of `scope` in the state with counter `mutations`.
+    fn cached_live(&self, scope: Scope, mutations: u64) -> Option<Arc<RoaringBitmap>> {
+        match self.live.lock().get(&scope) {
+            Some((at, live)) if *at == mutations => Some(live.clone()),
+            _ => None,
+        }
+    }
+
+    /// Remembers the live bitmap of a committed state of `scope` (unless a newer state's
+    /// is held).
+    fn remember_live(&self, scope: Scope, mutations: u64, live: Arc<RoaringBitmap>) {
+        let mut cache = self.live.lock();
+        if cache.len() >= NAME_CACHE_SCOPES && !cache.contains_key(&scope) {
+            cache.clear();
+        }
+        match cache.get(&scope) {
+            Some((at, _)) if *at > mutations => {}
+            _ => {
+                cache.insert(scope, (mutations, live));
+            }
         }
     }
 
@@ -277,7 +303,17 @@ impl View for ReadView<'_> {
     }
 
     fn bitmap(&self, scope: Scope, name: &[u8]) -> Result<RoaringBitmap> {
-        bitmap::read(&self.reader, scope, name)
+        if name != keys::LIVE {
+            return bitmap::read(&self.reader, scope, name);
+        }
+        let mutations = self.counters(scope)?.mutations;
+        if let Some(live) = self.shared.cached_live(scope, mutations) {
+            return Ok((*live).clone());
+        }
+        let live = bitmap::read(&self.reader, scope, name)?;
+        self.shared
+            .remember_live(scope, mutations, Arc::new(live.clone()));
+        Ok(live)
     }
 
     fn pending_catalog(&self, _: Uuid, _: ObjectType) -> Option<Arc<Catalog>> {

@@ -69,7 +69,7 @@ fn row() -> impl Strategy<Value = Row> {
         prop::option::of(0usize..3),
         prop::collection::vec(0usize..3, 0..3),
         prop::option::of(any::<bool>()),
-        prop::option::of("[abAB]{0,3}"),
+        prop::option::of("[abAB]{0,5}"),
         prop::option::of(0usize..1000),
         prop::option::of(0usize..3),
         (
@@ -104,8 +104,12 @@ fn load(rows: &[Row]) -> (Database, Principal) {
         .unwrap();
     db.add_property(&admin, C, &spec("vip", "boolean", &[]))
         .unwrap();
-    db.add_property(&admin, C, &spec("city", "text", &[]))
-        .unwrap();
+    // Indexed: substring conditions on it read trigram bitmaps.
+    let city = PropertySpec {
+        indexed: Some(true),
+        ..spec("city", "text", &[])
+    };
+    db.add_property(&admin, C, &city).unwrap();
     db.add_property(&admin, C, &spec("seen", "datetime", &[]))
         .unwrap();
     db.add_property(
@@ -195,7 +199,7 @@ fn leaf() -> impl Strategy<Value = Value> {
         prop::collection::vec(tag, 1..3).prop_map(|ts| json!({"tags": {"$all": ts}})),
         any::<bool>().prop_map(|b| json!({"tags": {"$exists": b}})),
         any::<bool>().prop_map(|b| json!({"vip": b})),
-        (prop::sample::select(vec!["$contains", "$starts_with", "$ends_with", "$eq", "$gt", "$lte"]), "[abAB]{0,2}").prop_map(|(op, t)| json!({"city": {op: t}})),
+        (prop::sample::select(vec!["$contains", "$starts_with", "$ends_with", "$eq", "$gt", "$lte"]), "[aAb]{0,4}").prop_map(|(op, t)| json!({"city": {op: t}})),
         (0usize..1000).prop_map(|e| json!({"email": format!("p{e}@X.io")})),
         (0usize..2).prop_map(|i| json!({"organization.industry": format!("i{i}")})),
         org.clone().prop_map(|o| json!({"organization": o})),
