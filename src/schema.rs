@@ -464,9 +464,6 @@ impl Catalog {
                 slug: slug.to_owned(),
                 kind: kind.as_str().to_owned(),
                 unique: Some(unique),
-                // The name is what people search: it is indexed, which gives it the
-                // substring (trigram) bitmaps of indexed text.
-                indexed: (slug == "name").then_some(true),
                 ..PropertySpec::default()
             };
             match extra {
