@@ -86,13 +86,19 @@ fn encode_chunk(chunk: u32, bitmap: &RoaringBitmap) -> Vec<u8> {
 /// Chunks per 65,536-ordinal roaring container.
 const CHUNKS_PER_WINDOW: u32 = 1 << (16 - CHUNK_BITS);
 
-/// Gathers stored chunks into one bitmap a roaring container (16 chunks) at a time: the
-/// chunks of a container are OR-ed into one 8 KiB bitset, which becomes a container once.
-/// Decoding each chunk into its own bitmap and OR-ing those was 70% of a filtered count.
+/// Gathers stored chunks into one bitmap. Dense chunks (bitsets) of one roaring container
+/// (16 chunks) are OR-ed into one 8 KiB bitset that becomes a container once; sparse chunks
+/// (offset arrays) are collected as ordinals and added in one go. Decoding each chunk into
+/// its own bitmap and OR-ing those was 70% of a filtered count; turning a whole 8 KiB window
+/// into a container for a chunk of a few ordinals made sparse reads (reference lookups,
+/// unique values) slow.
 struct Gather {
     full: RoaringBitmap,
     window: Option<u32>,
+    /// The current window's dense chunks; allocated on the first dense chunk.
     bits: Vec<u8>,
+    dense: bool,
+    sparse: Vec<u32>,
 }
 
 impl Gather {
@@ -100,34 +106,40 @@ impl Gather {
         Gather {
             full: RoaringBitmap::new(),
             window: None,
-            bits: vec![0; BITSET_BYTES * CHUNKS_PER_WINDOW as usize],
+            bits: Vec::new(),
+            dense: false,
+            sparse: Vec::new(),
         }
     }
 
     /// Adds the ordinals of stored chunk number `chunk`.
     fn add(&mut self, chunk: u32, bytes: &[u8]) -> Result<()> {
-        let window = chunk / CHUNKS_PER_WINDOW;
-        if self.window != Some(window) {
-            self.flush();
-            self.window = Some(window);
-        }
-        let at = (chunk % CHUNKS_PER_WINDOW) as usize * BITSET_BYTES;
-        let target = &mut self.bits[at..at + BITSET_BYTES];
         match bytes.split_first() {
             Some((&BITSET_TAG, bits)) if bits.len() == BITSET_BYTES => {
-                for (into, from) in target.iter_mut().zip(bits) {
+                let window = chunk / CHUNKS_PER_WINDOW;
+                if self.window != Some(window) {
+                    self.flush_window();
+                    self.window = Some(window);
+                }
+                if self.bits.is_empty() {
+                    self.bits = vec![0; BITSET_BYTES * CHUNKS_PER_WINDOW as usize];
+                }
+                let at = (chunk % CHUNKS_PER_WINDOW) as usize * BITSET_BYTES;
+                for (into, from) in self.bits[at..at + BITSET_BYTES].iter_mut().zip(bits) {
                     *into |= from;
                 }
+                self.dense = true;
                 Ok(())
             }
             Some((&ARRAY_TAG, offsets)) if offsets.len() % 2 == 0 => {
+                let base = chunk << CHUNK_BITS;
                 let mut previous = None;
                 for pair in offsets.chunks_exact(2) {
-                    let offset = usize::from(u16::from_be_bytes([pair[0], pair[1]]));
+                    let offset = u32::from(u16::from_be_bytes([pair[0], pair[1]]));
                     if offset >> CHUNK_BITS != 0 || previous.is_some_and(|p| p >= offset) {
                         return Err(damaged("offsets out of range or order"));
                     }
-                    target[offset / 8] |= 1 << (offset % 8);
+                    self.sparse.push(base + offset);
                     previous = Some(offset);
                 }
                 Ok(())
@@ -136,17 +148,28 @@ impl Gather {
         }
     }
 
-    fn flush(&mut self) {
+    fn flush_window(&mut self) {
         if let Some(window) = self.window.take() {
-            if self.bits.iter().any(|b| *b != 0) {
+            if self.dense {
                 self.full |= RoaringBitmap::from_lsb0_bytes(window << 16, &self.bits);
                 self.bits.fill(0);
+                self.dense = false;
             }
         }
     }
 
     fn finish(mut self) -> RoaringBitmap {
-        self.flush();
+        self.flush_window();
+        if !self.sparse.is_empty() {
+            // One name's chunks arrive in order; a span of several names may repeat or
+            // reorder ordinals.
+            if !self.sparse.windows(2).all(|w| w[0] < w[1]) {
+                self.sparse.sort_unstable();
+                self.sparse.dedup();
+            }
+            self.full |= RoaringBitmap::from_sorted_iter(self.sparse)
+                .expect("ordinals sorted and deduplicated above");
+        }
         self.full
     }
 }
@@ -382,6 +405,19 @@ mod tests {
                 .unwrap();
             assert_eq!(gather.finish(), bitmap, "{count}");
         }
+    }
+
+    #[test]
+    fn gathering_chunks_of_several_bitmaps_unions_them() {
+        let sparse: RoaringBitmap = [5, 9, 4100].into_iter().collect();
+        let overlapping: RoaringBitmap = [1, 9].into_iter().collect();
+        let dense: RoaringBitmap = (0..4096).step_by(3).collect();
+        let mut gather = Gather::new();
+        for (chunk, bits) in [(0, &sparse), (1, &sparse), (0, &overlapping), (0, &dense)] {
+            let part: RoaringBitmap = bits.iter().filter(|o| o >> CHUNK_BITS == chunk).collect();
+            gather.add(chunk, &encode_chunk(chunk, &part)).unwrap();
+        }
+        assert_eq!(gather.finish(), &(&sparse | &overlapping) | &dense);
     }
 
     #[test]

@@ -836,11 +836,15 @@ impl<V: View> Evaluator<'_, V> {
         prop: &crate::schema::Property,
         values: &[StoredValue],
     ) -> Result<RoaringBitmap> {
-        let mut found = RoaringBitmap::new();
+        // Many small bitmaps (one per target of a path): OR-ing each into the result
+        // re-merged its arrays every time; collecting and sorting once is linear.
+        let mut ords = Vec::new();
         for value in values {
-            found |= index::candidates(self.view, scope, prop, value)?;
+            ords.extend(index::candidates(self.view, scope, prop, value)?);
         }
-        Ok(found)
+        ords.sort_unstable();
+        ords.dedup();
+        Ok(RoaringBitmap::from_sorted_iter(ords).expect("sorted and deduplicated above"))
     }
 
     /// Records whose `prop` equals one of `values`, found in the value index and confirmed
