@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::bitmap;
 use crate::codec::decode_record;
+use crate::column;
 use crate::error::Result;
 use crate::index;
 use crate::keys::{self, Scope};
@@ -61,6 +62,9 @@ struct Expected {
     ords: BTreeMap<u32, u128>,
     live: RoaringBitmap,
     trash: RoaringBitmap,
+    /// Reference column slots by (property, ordinal): the target's ordinal + 1, or `None`
+    /// where the target record is gone (any stored slot is then accepted).
+    columns: BTreeMap<(u16, u32), Option<u32>>,
     /// Value, index and bucket bitmaps by name.
     value_bitmaps: BTreeMap<Vec<u8>, RoaringBitmap>,
     unique_seen: HashMap<(u16, Vec<u8>), u128>,
@@ -105,6 +109,15 @@ fn verify_scope(
             return Ok(true);
         }
         expected.live.insert(record.ord);
+        for (pid, value) in &record.props {
+            if let (crate::codec::StoredValue::Ref(target), Some(ty)) =
+                (value, catalog.by_pid(*pid).and_then(|p| p.target))
+            {
+                let target_scope = Scope { team: scope.team, ty };
+                let slot = crate::records::load(kv, target_scope, *target)?.map(|t| t.ord + 1);
+                expected.columns.insert((*pid, record.ord), slot);
+            }
+        }
         for name in index::bitmaps_of(&catalog, &record) {
             expected.value_bitmaps.entry(name).or_default().insert(record.ord);
         }
@@ -132,6 +145,7 @@ fn verify_scope(
     compare_ords(kv, scope, &expected, &mut problems)?;
     compare_bitmaps(view, scope, &expected, &mut problems)?;
     compare_counters(kv, scope, &expected, &mut problems)?;
+    compare_columns(kv, scope, &catalog, &expected, &mut problems)?;
     report.problems.extend(problems);
     Ok(())
 }
@@ -211,6 +225,44 @@ fn compare_bitmaps(
                 stored.len(),
                 want.len(),
                 (&stored ^ want).len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn compare_columns(
+    kv: &impl Kv,
+    scope: Scope,
+    catalog: &crate::schema::Catalog,
+    expected: &Expected,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    let references = catalog
+        .properties()
+        .iter()
+        .filter(|p| p.kind == crate::schema::Kind::Reference);
+    for prop in references {
+        let stored = column::read_all(kv, scope, prop.pid)?;
+        let wanted = expected
+            .columns
+            .range((prop.pid, 0)..=(prop.pid, u32::MAX))
+            .map(|((_, ord), slot)| (*ord, *slot));
+        let mut differing = 0;
+        let mut seen = 0;
+        for (ord, slot) in wanted {
+            match (stored.get(&ord), slot) {
+                (Some(_), None) => seen += 1,
+                (Some(held), Some(want)) if *held == want => seen += 1,
+                (None, None) => {}
+                _ => differing += 1,
+            }
+        }
+        differing += stored.len() - seen;
+        if differing > 0 {
+            problems.push(format!(
+                "{}: reference column of {} disagrees with the records at {differing} records",
+                scope.ty, prop.slug
             ));
         }
     }

@@ -13,6 +13,7 @@
 //! | `RECORD` | tag, team, type, id (16) | stored record (see `codec`) |
 //! | `ORD` | tag, team, type, ordinal (4) | id (16) |
 //! | `BITMAP` | tag, team, type, bitmap name, chunk (4) | that chunk's 4,096 ordinals |
+//! | `COLUMN` | tag, team, type, property (2), block (4) | 1,024 target ordinals + 1 (see `column`) |
 //!
 //! Bitmap names: `[0]` live records, `[1]` the trash, and for the live records holding one
 //! value of one property:
@@ -45,6 +46,8 @@ pub(crate) const RECORD: u8 = 0x05;
 pub(crate) const ORD: u8 = 0x06;
 /// Tag of the bitmap chunks.
 pub(crate) const BITMAP: u8 = 0x08;
+/// Tag of the reference column blocks.
+pub(crate) const COLUMN: u8 = 0x09;
 
 /// Bitmap name of the live records.
 pub(crate) const LIVE: &[u8] = &[0];
@@ -90,6 +93,20 @@ impl Scope {
     pub fn ord(self, ord: u32) -> Vec<u8> {
         let mut key = self.prefix(ORD);
         key.extend_from_slice(&ord.to_be_bytes());
+        key
+    }
+
+    /// The prefix of every block of the reference column of property `pid`.
+    pub fn column_prefix(self, pid: u16) -> Vec<u8> {
+        let mut key = self.prefix(COLUMN);
+        key.extend_from_slice(&pid.to_be_bytes());
+        key
+    }
+
+    /// The key of block `block` of the reference column of property `pid`.
+    pub fn column(self, pid: u16, block: u32) -> Vec<u8> {
+        let mut key = self.column_prefix(pid);
+        key.extend_from_slice(&block.to_be_bytes());
         key
     }
 

@@ -28,6 +28,7 @@
 mod access;
 mod bitmap;
 mod codec;
+mod column;
 mod cursor;
 mod db;
 mod error;

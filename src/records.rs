@@ -614,7 +614,36 @@ fn link(
     for name in index::bitmaps_of(catalog, record) {
         tx.bitmap_set(scope, &name, record.ord, live)?;
     }
+    for (pid, value) in &record.props {
+        if let StoredValue::Ref(target) = value {
+            let slot = if live {
+                column_slot(tx, scope, catalog, *pid, *target)?
+            } else {
+                0
+            };
+            tx.column_set(scope, *pid, record.ord, slot)?;
+        }
+    }
     tx.bitmap_set(scope, keys::LIVE, record.ord, live)
+}
+
+/// The reference column slot of a reference from property `pid` to record `target`: its
+/// ordinal + 1, or 0 when the target is gone.
+fn column_slot(
+    tx: &Tx<'_, '_>,
+    scope: Scope,
+    catalog: &Catalog,
+    pid: u16,
+    target: u128,
+) -> Result<u32> {
+    let Some(ty) = catalog.by_pid(pid).and_then(|p| p.target) else {
+        return Ok(0);
+    };
+    let target_scope = Scope {
+        team: scope.team,
+        ty,
+    };
+    Ok(load(tx.kv(), target_scope, target)?.map_or(0, |t| t.ord + 1))
 }
 
 /// create: validates `input`, assigns an id and returns the new record.
@@ -680,6 +709,22 @@ fn reindex(
     }
     for added in after.difference(&before) {
         tx.bitmap_set(scope, added, new.ord, true)?;
+    }
+    let references = catalog
+        .properties()
+        .iter()
+        .filter(|p| p.kind == Kind::Reference);
+    for prop in references {
+        let now = new.value(prop.pid);
+        if old.value(prop.pid) != now {
+            let slot = match now {
+                Some(StoredValue::Ref(target)) => {
+                    column_slot(tx, scope, catalog, prop.pid, *target)?
+                }
+                _ => 0,
+            };
+            tx.column_set(scope, prop.pid, new.ord, slot)?;
+        }
     }
     Ok(())
 }

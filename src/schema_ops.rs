@@ -173,6 +173,7 @@ pub(crate) fn remove_property(
     for prefix in index::property_prefixes(prop.pid) {
         tx.bitmap_drop(scope, &prefix)?;
     }
+    tx.column_drop(scope, prop.pid)?;
     for (id, mut record) in holders {
         record.set(prop.pid, None);
         record.updated_at = tx.now;

@@ -9,6 +9,7 @@ use roaring::RoaringBitmap;
 use uuid::Uuid;
 
 use crate::bitmap::{self, BitmapBuffer};
+use crate::column::{self, ColumnBuffer};
 use crate::error::{Error, Result};
 use crate::keys::{self, Scope};
 use crate::model::ObjectType;
@@ -332,9 +333,12 @@ pub(crate) struct Tx<'w, 't> {
     writer: &'w mut Writer<'t>,
     shared: &'w Shared,
     bitmaps: BitmapBuffer,
-    /// Per scope, the first bitmap chunk that no stored record falls in (see
-    /// [`Tx::bitmap_set`]); empty once held chunks were flushed mid-transaction.
-    fresh_chunks: HashMap<Scope, u32>,
+    columns: ColumnBuffer,
+    /// Per scope, the stored next ordinal when the transaction began: chunks and blocks
+    /// from there on hold only this transaction's records (see [`Tx::bitmap_set`]).
+    stored_ends: HashMap<Scope, u32>,
+    /// Whether held chunks and blocks were flushed mid-transaction (then every chunk and
+    /// block is read before its first change).
     bitmaps_flushed: bool,
     counters: BTreeMap<Scope, Counters>,
     catalogs: HashMap<(Uuid, ObjectType), Arc<Catalog>>,
@@ -350,7 +354,8 @@ impl<'w, 't> Tx<'w, 't> {
             writer,
             shared,
             bitmaps: BitmapBuffer::default(),
-            fresh_chunks: HashMap::new(),
+            columns: ColumnBuffer::default(),
+            stored_ends: HashMap::new(),
             bitmaps_flushed: false,
             counters: BTreeMap::new(),
             catalogs: HashMap::new(),
@@ -389,29 +394,44 @@ impl<'w, 't> Tx<'w, 't> {
     /// without reading storage (a read per value and record was 15% of a bulk load).
     pub fn bitmap_set(&mut self, scope: Scope, name: &[u8], ord: u32, on: bool) -> Result<()> {
         if on {
-            let fresh =
-                !self.bitmaps_flushed && bitmap::chunk_of(ord) >= self.fresh_chunk(scope)?;
+            let fresh = !self.bitmaps_flushed
+                && bitmap::chunk_of(ord) >= bitmap::chunks_below(self.stored_end(scope)?);
             self.bitmaps.insert(&*self.writer, scope, name, ord, fresh)
         } else {
             self.bitmaps.remove(&*self.writer, scope, name, ord)
         }
     }
 
-    /// The first bitmap chunk of `scope` that no stored record falls in.
-    fn fresh_chunk(&mut self, scope: Scope) -> Result<u32> {
-        if let Some(chunk) = self.fresh_chunks.get(&scope) {
-            return Ok(*chunk);
+    /// The stored next ordinal of `scope` when the transaction began.
+    fn stored_end(&mut self, scope: Scope) -> Result<u32> {
+        if let Some(end) = self.stored_ends.get(&scope) {
+            return Ok(*end);
         }
-        let next_ord = stored_counters(&*self.writer, scope)?.next_ord;
-        let chunk = bitmap::chunks_below(next_ord);
-        self.fresh_chunks.insert(scope, chunk);
-        Ok(chunk)
+        let end = stored_counters(&*self.writer, scope)?.next_ord;
+        self.stored_ends.insert(scope, end);
+        Ok(end)
     }
 
-    /// Writes the held bitmap chunks to the writer, so that range scans of the writer see
-    /// them. From then on every chunk is read before its first change.
+    /// Sets the slot of `ord` in the reference column of property `pid` of `scope` to
+    /// `value` (target ordinal + 1, or 0). Blocks past every stored record need no read.
+    pub fn column_set(&mut self, scope: Scope, pid: u16, ord: u32, value: u32) -> Result<()> {
+        let fresh = !self.bitmaps_flushed
+            && column::block_of(ord) >= column::blocks_below(self.stored_end(scope)?);
+        self.columns
+            .set(&*self.writer, scope, pid, ord, value, fresh)
+    }
+
+    /// Deletes the reference column of property `pid` of `scope`.
+    pub fn column_drop(&mut self, scope: Scope, pid: u16) -> Result<()> {
+        self.columns.drop_property(self.writer, scope, pid)
+    }
+
+    /// Writes the held bitmap chunks and column blocks to the writer, so that range scans
+    /// of the writer see them. From then on every chunk and block is read before its first
+    /// change.
     pub fn flush_bitmaps(&mut self) -> Result<()> {
         self.bitmaps_flushed = true;
+        self.columns.flush(self.writer)?;
         self.bitmaps.flush(self.writer)
     }
 
@@ -448,6 +468,7 @@ impl<'w, 't> Tx<'w, 't> {
     /// once the commit has succeeded.
     pub fn finish(mut self) -> Result<Vec<(Uuid, u32)>> {
         self.bitmaps.flush(self.writer)?;
+        self.columns.flush(self.writer)?;
         for (scope, counters) in std::mem::take(&mut self.counters) {
             self.writer
                 .put(&scope.prefix(keys::COUNTERS), &counters.encode())?;
