@@ -104,25 +104,15 @@ pub(crate) fn query(
     request: &QueryRequest,
 ) -> Result<Page> {
     let limit = crate::record::page_size(request.limit)?;
-    let catalog = view.catalog(principal.team, ty)?;
     let team = principal.team;
+    let catalog = view.catalog(team, ty)?;
     let catalogs = |t: ObjectType| view.catalog(team, t);
     let filter = match &request.filter {
         Some(value) => filter::parse(value, ty, &catalogs)?,
         None => Filter::All,
     };
     let sorter = sorter(&catalog, &request.sort)?;
-    let fingerprint = cursor::fingerprint(&[
-        team.as_bytes(),
-        &[ty.code(), u8::from(request.deleted)],
-        request
-            .filter
-            .as_ref()
-            .map(Value::to_string)
-            .unwrap_or_default()
-            .as_bytes(),
-        format!("{:?}", request.sort).as_bytes(),
-    ]);
+    let fingerprint = fingerprint(team, ty, request);
     let after = match &request.cursor {
         Some(text) => Some(Cursor::decode(text, fingerprint)?),
         None => None,
@@ -137,90 +127,18 @@ pub(crate) fn query(
             total: request.include_total.then_some(0),
         });
     };
-    let domain = view.bitmap(
-        scope,
-        if request.deleted {
-            keys::TRASH
-        } else {
-            keys::LIVE
-        },
-    )?;
     let eval = Evaluator {
         view,
         team,
         deleted: request.deleted,
     };
-    // In id order without a total, conditions that only a record check answers are checked
-    // while paging: the page stops after `limit + 1` hits instead of checking every record.
-    let lazy = sorter.keys.is_empty() && !request.include_total;
-    let (filter, residual) = if lazy {
-        split_residual(filter)
-    } else {
-        (filter, Vec::new())
-    };
-    let matches = eval.bitmap(&filter, scope, &catalog, &domain)?;
-    let total = request.include_total.then(|| matches.len());
-    let (rows, has_more, last_key) = if sorter.keys.is_empty() {
-        let narrow = |window: u32| -> Result<Option<RoaringBitmap>> {
-            let mut narrowed: Option<RoaringBitmap> = None;
-            for (field, op) in &residual {
-                let chunks = Some(bitmap::window_chunks(window));
-                if let Some(found) = eval.prefilter(field, op, scope, &catalog, chunks)? {
-                    narrowed = Some(match narrowed {
-                        Some(acc) => acc & found,
-                        None => found,
-                    });
-                }
-            }
-            Ok(narrowed)
-        };
-        let check = |record: &StoredRecord, targets: &mut HashMap<u128, bool>| -> Result<bool> {
-            for (field, op) in &residual {
-                if !eval.record_matches(field, op, record, targets)? {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        };
-        page_by_id(
-            view.kv(),
-            scope,
-            &matches,
-            after.as_ref(),
-            limit,
-            narrow,
-            check,
-        )?
-    } else if let Some(walk) = walk_plan(
-        view,
-        scope,
-        &catalog,
-        &sorter,
-        &matches,
+    let wanted = Wanted {
+        after: after.as_ref(),
         limit,
-        request.deleted,
-    )? {
-        page_walk(
-            view.kv(),
-            scope,
-            &catalog,
-            &sorter,
-            walk,
-            &matches,
-            after.as_ref(),
-            limit,
-        )?
-    } else {
-        page_sorted(
-            view.kv(),
-            scope,
-            &catalog,
-            &sorter,
-            &matches,
-            after.as_ref(),
-            limit,
-        )?
+        include_total: request.include_total,
     };
+    let ((rows, has_more, last_key), total) =
+        fetch(&eval, scope, &catalog, filter, &sorter, &wanted)?;
     let last = rows.last().map(|(id, record)| (*id, record.ord));
     let next_cursor = cursor::next_cursor(fingerprint, has_more, last, last_key);
     let rows = records::render_rows(view, team, &catalog, rows, selection)?;
@@ -230,6 +148,146 @@ pub(crate) fn query(
         next_cursor,
         total,
     })
+}
+
+/// The hash a cursor carries of everything that defines the query.
+fn fingerprint(team: Uuid, ty: ObjectType, request: &QueryRequest) -> u64 {
+    cursor::fingerprint(&[
+        team.as_bytes(),
+        &[ty.code(), u8::from(request.deleted)],
+        request
+            .filter
+            .as_ref()
+            .map(Value::to_string)
+            .unwrap_or_default()
+            .as_bytes(),
+        format!("{:?}", request.sort).as_bytes(),
+    ])
+}
+
+/// What a page asks for besides the filter and sort.
+struct Wanted<'c> {
+    after: Option<&'c Cursor>,
+    limit: usize,
+    include_total: bool,
+}
+
+/// The rows of one page (plus `has_more` and the last row's sort key) and the total.
+///
+/// In id order without a total, conditions that only a record check answers are checked
+/// while paging, so a page stops after `limit + 1` hits. When nothing else is left (a list,
+/// or a filter of such conditions only), the page is one scan of the records in id order.
+fn fetch<V: View>(
+    eval: &Evaluator<'_, V>,
+    scope: Scope,
+    catalog: &Catalog,
+    filter: Filter,
+    sorter: &Sorter,
+    wanted: &Wanted<'_>,
+) -> Result<(Rows, Option<u64>)> {
+    let view = eval.view;
+    let lazy = sorter.keys.is_empty() && !wanted.include_total;
+    let (filter, residual) = if lazy {
+        split_residual(filter)
+    } else {
+        (filter, Vec::new())
+    };
+    let check = |record: &StoredRecord, targets: &mut HashMap<u128, bool>| -> Result<bool> {
+        for (field, op) in &residual {
+            if !eval.record_matches(field, op, record, targets)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    let narrowable = residual
+        .iter()
+        .any(|(field, op)| eval.narrowable(field, op, catalog));
+    let in_key_order = sorter.keys.is_empty() && matches!(filter, Filter::All);
+    if in_key_order && !eval.deleted && !narrowable {
+        let total = match wanted.include_total {
+            true => Some(view.counters(scope)?.live),
+            false => None,
+        };
+        let rows = page_by_scan(view.kv(), scope, wanted.after, wanted.limit, check)?;
+        return Ok((rows, total));
+    }
+    let domain_name = if eval.deleted {
+        keys::TRASH
+    } else {
+        keys::LIVE
+    };
+    let domain = view.bitmap(scope, domain_name)?;
+    let matches = eval.bitmap(&filter, scope, catalog, &domain)?;
+    let total = wanted.include_total.then(|| matches.len());
+    let (after, limit) = (wanted.after, wanted.limit);
+    let rows = if sorter.keys.is_empty() {
+        let narrow = |window: u32| -> Result<Option<RoaringBitmap>> {
+            let mut narrowed: Option<RoaringBitmap> = None;
+            for (field, op) in &residual {
+                let chunks = Some(bitmap::window_chunks(window));
+                if let Some(found) = eval.prefilter(field, op, scope, catalog, chunks)? {
+                    narrowed = Some(match narrowed {
+                        Some(acc) => acc & found,
+                        None => found,
+                    });
+                }
+            }
+            Ok(narrowed)
+        };
+        page_by_id(view.kv(), scope, &matches, after, limit, narrow, check)?
+    } else if let Some(walk) =
+        walk_plan(view, scope, catalog, sorter, &matches, limit, eval.deleted)?
+    {
+        page_walk(
+            view.kv(),
+            scope,
+            catalog,
+            sorter,
+            walk,
+            &matches,
+            after,
+            limit,
+        )?
+    } else {
+        page_sorted(view.kv(), scope, catalog, sorter, &matches, after, limit)?
+    };
+    Ok((rows, total))
+}
+
+/// A page of live records in id order read by one scan of the records from the cursor's
+/// id, skipping the trash and records that fail `check`.
+fn page_by_scan(
+    kv: &impl Kv,
+    scope: Scope,
+    after: Option<&Cursor>,
+    limit: usize,
+    check: impl Fn(&StoredRecord, &mut HashMap<u128, bool>) -> Result<bool>,
+) -> Result<Rows> {
+    let prefix = scope.prefix(keys::RECORD);
+    let start_key = after.map(|c| scope.record(c.last_id));
+    let start = match &start_key {
+        Some(key) => std::ops::Bound::Excluded(key.as_slice()),
+        None => std::ops::Bound::Included(prefix.as_slice()),
+    };
+    let end_key = prefix_end(&prefix);
+    let end = end_key
+        .as_deref()
+        .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+    let mut rows = Vec::with_capacity(limit + 1);
+    let mut targets = HashMap::new();
+    kv.scan(start, end, false, |key, value| {
+        if !crate::codec::is_trashed(value)? {
+            let record = crate::codec::decode_record(value)?;
+            if check(&record, &mut targets)? {
+                rows.extend(keys::trailing_id(key).map(|id| (id, record)));
+            }
+        }
+        Ok(rows.len() <= limit)
+    })?;
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
+    Ok((rows, has_more, Vec::new()))
 }
 
 fn sorter(catalog: &Catalog, keys: &[SortKey]) -> Result<Sorter> {
@@ -684,6 +742,17 @@ impl<V: View> Evaluator<'_, V> {
         })
     }
 
+    /// Whether [`Evaluator::prefilter`] has trigram bitmaps for this condition.
+    fn narrowable(&self, field: &Field, op: &Op, catalog: &Catalog) -> bool {
+        let Field::Prop { pid, .. } = field else {
+            return false;
+        };
+        let (Op::Contains(needle) | Op::StartsWith(needle) | Op::EndsWith(needle)) = op else {
+            return false;
+        };
+        !self.deleted && needle.len() >= 3 && catalog.by_pid(*pid).is_some_and(|p| p.searchable())
+    }
+
     /// A superset of the live records that pass a substring condition on a searchable
     /// property, from its trigram bitmaps (over chunks `chunks`, or all), or `None` where
     /// there is none (other conditions, needles shorter than 3 bytes, trash queries).
@@ -695,16 +764,15 @@ impl<V: View> Evaluator<'_, V> {
         catalog: &Catalog,
         chunks: Option<std::ops::Range<u32>>,
     ) -> Result<Option<RoaringBitmap>> {
-        let Field::Prop { pid, .. } = field else {
-            return Ok(None);
-        };
-        let (Op::Contains(needle) | Op::StartsWith(needle) | Op::EndsWith(needle)) = op else {
-            return Ok(None);
-        };
-        if self.deleted || !catalog.by_pid(*pid).is_some_and(|p| p.searchable()) {
+        if !self.narrowable(field, op, catalog) {
             return Ok(None);
         }
-        index::gram_candidates(self.view.kv(), scope, *pid, needle, chunks)
+        let (Field::Prop { pid, .. }, Op::Contains(n) | Op::StartsWith(n) | Op::EndsWith(n)) =
+            (field, op)
+        else {
+            return Ok(None);
+        };
+        index::gram_candidates(self.view.kv(), scope, *pid, n, chunks)
     }
 
     /// A condition answered from bitmaps or the value index, or `None` where only a scan can.

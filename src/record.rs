@@ -226,11 +226,6 @@ impl ListRequest {
             ..ListRequest::default()
         }
     }
-
-    /// The page size, or `invalid_request` naming the bad limit.
-    pub(crate) fn page_size(&self) -> Result<usize> {
-        page_size(self.limit)
-    }
 }
 
 /// The page size a request's `limit` asks for (default 50), or `invalid_request` naming a

@@ -3,7 +3,6 @@
 //! [`Tx`] (writes) so the database, its snapshots and its write batches share them.
 
 use std::collections::BTreeSet;
-use std::ops::Bound;
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
@@ -13,14 +12,13 @@ use crate::access;
 use crate::codec::{
     decode_record, decode_value, encode_record, is_trashed, StoredRecord, StoredValue,
 };
-use crate::cursor::{self, Cursor};
 use crate::error::{Error, Result};
 use crate::index;
 use crate::keys::{self, Scope};
 use crate::model::{ObjectType, Principal};
 use crate::record::{ListRequest, Page, Properties, Record, RecordInput};
 use crate::schema::{Catalog, Kind, Property, SYSTEM_FIELDS};
-use crate::storage::{prefix_end, Kv};
+use crate::storage::Kv;
 use crate::time_fmt;
 use crate::txn::{Tx, View};
 
@@ -365,7 +363,7 @@ pub(crate) fn find(
     }
 }
 
-/// list / trash: one page of live (or trashed) records in id order.
+/// list (and the trash, with `trash`): a query with no filter, in id order.
 pub(crate) fn list(
     view: &impl View,
     principal: &Principal,
@@ -373,97 +371,16 @@ pub(crate) fn list(
     request: &ListRequest,
     trash: bool,
 ) -> Result<Page> {
-    let limit = request.page_size()?;
-    let fingerprint = cursor::fingerprint(&[
-        principal.team.as_bytes(),
-        &[ty.code(), u8::from(trash)],
-        b"order:id",
-    ]);
-    let after = match &request.cursor {
-        Some(text) => Some(Cursor::decode(text, fingerprint)?),
-        None => None,
+    let query = crate::query::QueryRequest {
+        filter: None,
+        sort: Vec::new(),
+        limit: request.limit,
+        cursor: request.cursor.clone(),
+        include_total: request.include_total,
+        properties: request.properties.clone(),
+        deleted: trash,
     };
-    let catalog = view.catalog(principal.team, ty)?;
-    let selection = request.properties.as_deref();
-    check_selection(&catalog, selection)?;
-    let Some(scope) = view.scope(principal.team, ty)? else {
-        return Ok(Page {
-            rows: Vec::new(),
-            has_more: false,
-            next_cursor: None,
-            total: request.include_total.then_some(0),
-        });
-    };
-    let mut rows = if trash {
-        trash_rows(view, scope, after.as_ref(), limit + 1)?
-    } else {
-        live_rows(view.kv(), scope, after.as_ref(), limit + 1)?
-    };
-    let has_more = rows.len() > limit;
-    rows.truncate(limit);
-    let last = rows.last().map(|(id, record)| (*id, record.ord));
-    let next_cursor = cursor::next_cursor(fingerprint, has_more, last, Vec::new());
-    let total = if request.include_total {
-        let counters = view.counters(scope)?;
-        Some(if trash { counters.trash } else { counters.live })
-    } else {
-        None
-    };
-    let rows = render_rows(view, principal.team, &catalog, rows, selection)?;
-    Ok(Page {
-        rows,
-        has_more,
-        next_cursor,
-        total,
-    })
-}
-
-/// Up to `want` live records after the cursor, by a range scan of the records in id order.
-fn live_rows(
-    kv: &impl Kv,
-    scope: Scope,
-    after: Option<&Cursor>,
-    want: usize,
-) -> Result<Vec<(u128, StoredRecord)>> {
-    let prefix = scope.prefix(keys::RECORD);
-    let start_key = after.map(|c| scope.record(c.last_id));
-    let start = match &start_key {
-        Some(key) => Bound::Excluded(key.as_slice()),
-        None => Bound::Included(prefix.as_slice()),
-    };
-    let end_key = prefix_end(&prefix);
-    let end = end_key.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-    let mut rows = Vec::with_capacity(want);
-    kv.scan(start, end, false, |key, value| {
-        if !is_trashed(value)? {
-            let record = decode_record(value)?;
-            rows.extend(keys::trailing_id(key).map(|id| (id, record)));
-        }
-        Ok(rows.len() < want)
-    })?;
-    Ok(rows)
-}
-
-/// Up to `want` trashed records after the cursor, from the trash bitmap.
-fn trash_rows(
-    view: &impl View,
-    scope: Scope,
-    after: Option<&Cursor>,
-    want: usize,
-) -> Result<Vec<(u128, StoredRecord)>> {
-    let trash = view.bitmap(scope, keys::TRASH)?;
-    let from = after.map_or(0, |c| c.last_ord.saturating_add(1));
-    let mut rows = Vec::with_capacity(want);
-    if after.is_some_and(|c| c.last_ord == u32::MAX) {
-        return Ok(rows);
-    }
-    for ord in trash.range(from..).take(want) {
-        let id = ord_to_id(view.kv(), scope, ord)?;
-        let record = load(view.kv(), scope, id)?
-            .ok_or_else(|| Error::Internal(format!("ordinal {ord} points at a missing record")))?;
-        rows.push((id, record));
-    }
-    Ok(rows)
+    crate::query::query(view, principal, ty, &query)
 }
 
 /// The id of the record with ordinal `ord`.
