@@ -100,6 +100,7 @@ impl Database {
         let (result, new_teams) = self.store.write(durability, |writer: &mut Writer<'_>| {
             let mut tx = Tx::new(writer, &self.shared);
             let result = body(&mut tx)?;
+            records::fold_grams(&mut tx)?;
             Ok((result, tx.finish()?))
         })?;
         self.shared.remember_teams(&new_teams);

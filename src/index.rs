@@ -209,8 +209,8 @@ pub(crate) fn gram_name(pid: u16, gram: [u8; 3]) -> Vec<u8> {
 
 /// A superset of the records of `scope` whose searchable property `pid` holds `needle`
 /// (lowercased) as a substring, among ordinals in chunks `chunks` (all when `None`): the
-/// intersection of the needle's trigram bitmaps. `None` when the needle is shorter than a
-/// trigram.
+/// intersection of the needle's trigram bitmaps, plus the records whose trigrams are
+/// pending. `None` when the needle is shorter than a trigram.
 pub(crate) fn gram_candidates(
     kv: &impl Kv,
     scope: Scope,
@@ -222,27 +222,32 @@ pub(crate) fn gram_candidates(
     if grams.is_empty() {
         return Ok(None);
     }
+    let read = |name: &[u8]| match &chunks {
+        Some(range) => bitmap::read_chunks(kv, scope, name, range.clone()),
+        None => bitmap::read(kv, scope, name),
+    };
     let mut found: Option<RoaringBitmap> = None;
     for gram in grams {
-        let name = gram_name(pid, gram);
-        let bits = match &chunks {
-            Some(range) => bitmap::read_chunks(kv, scope, &name, range.clone())?,
-            None => bitmap::read(kv, scope, &name)?,
-        };
+        let bits = read(&gram_name(pid, gram))?;
         let narrowed = match found {
             Some(acc) => acc & bits,
             None => bits,
         };
-        if narrowed.is_empty() {
-            return Ok(Some(narrowed));
-        }
+        let empty = narrowed.is_empty();
         found = Some(narrowed);
+        if empty {
+            break;
+        }
     }
-    Ok(found)
+    match found {
+        Some(found) => Ok(Some(found | read(keys::GRAM_PENDING)?)),
+        None => Ok(None),
+    }
 }
 
-/// The names of the index, bucket and trigram bitmaps that hold a record whose property
-/// `prop` holds `value` (none when `prop` is not in the value index).
+/// The names of the index and bucket bitmaps that hold a record whose property `prop` holds
+/// `value` (none when `prop` is not in the value index). Trigram bitmaps are kept apart
+/// (see [`gram_names`]): they may hold more than the records, never less.
 pub(crate) fn index_names(prop: &Property, value: &StoredValue) -> Vec<Vec<u8>> {
     if !prop.in_value_index() {
         return Vec::new();
@@ -255,11 +260,18 @@ pub(crate) fn index_names(prop: &Property, value: &StoredValue) -> Vec<Vec<u8>> 
         names.push(bucket_name(prop.pid, 0, key >> coarse));
         names.push(bucket_name(prop.pid, 1, key >> fine));
     }
-    if let (true, StoredValue::Str(text)) = (prop.searchable(), value) {
-        let lower = text.to_lowercase();
-        names.extend(trigrams(&lower).into_iter().map(|g| gram_name(prop.pid, g)));
-    }
     names
+}
+
+/// The trigram bitmaps a record whose searchable property `prop` holds `value` belongs in.
+pub(crate) fn gram_names(prop: &Property, value: &StoredValue) -> Vec<Vec<u8>> {
+    match (prop.searchable(), value) {
+        (true, StoredValue::Str(text)) => trigrams(&text.to_lowercase())
+            .into_iter()
+            .map(|g| gram_name(prop.pid, g))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The name of the value bitmap of property `pid` holding `value`, for the kinds that have

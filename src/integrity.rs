@@ -65,6 +65,8 @@ struct Expected {
     /// Reference column slots by (property, ordinal): the target's ordinal + 1, or `None`
     /// where the target record is gone (any stored slot is then accepted).
     columns: BTreeMap<(u16, u32), Option<u32>>,
+    /// Trigram bitmaps by name: each must hold at least these records (or they are pending).
+    grams: BTreeMap<Vec<u8>, RoaringBitmap>,
     /// Value, index and bucket bitmaps by name.
     value_bitmaps: BTreeMap<Vec<u8>, RoaringBitmap>,
     unique_seen: HashMap<(u16, Vec<u8>), u128>,
@@ -116,6 +118,15 @@ fn verify_scope(
                 let target_scope = Scope { team: scope.team, ty };
                 let slot = crate::records::load(kv, target_scope, *target)?.map(|t| t.ord + 1);
                 expected.columns.insert((*pid, record.ord), slot);
+            }
+        }
+        for (pid, value) in &record.props {
+            let grams = catalog
+                .by_pid(*pid)
+                .map(|prop| index::gram_names(prop, value))
+                .unwrap_or_default();
+            for name in grams {
+                expected.grams.entry(name).or_default().insert(record.ord);
             }
         }
         for name in index::bitmaps_of(&catalog, &record) {
@@ -193,12 +204,7 @@ fn compare_bitmaps(
     problems: &mut Vec<String>,
 ) -> Result<()> {
     let mut stored_values = BTreeMap::new();
-    for kind in [
-        keys::VALUE_BITMAP,
-        keys::INDEX_BITMAP,
-        keys::BUCKET_BITMAP,
-        keys::GRAM_BITMAP,
-    ] {
+    for kind in [keys::VALUE_BITMAP, keys::INDEX_BITMAP, keys::BUCKET_BITMAP] {
         stored_values.append(&mut bitmap::read_named(view.kv(), scope, &[kind])?);
     }
     if stored_values != expected.value_bitmaps {
@@ -210,6 +216,22 @@ fn compare_bitmaps(
             .count();
         problems.push(format!(
             "{}: {differing} value, index or bucket bitmaps disagree with the records",
+            scope.ty
+        ));
+    }
+    let pending = bitmap::read(view.kv(), scope, keys::GRAM_PENDING)?;
+    let stored_grams = bitmap::read_named(view.kv(), scope, &[keys::GRAM_BITMAP])?;
+    let missing = expected
+        .grams
+        .iter()
+        .filter(|(name, want)| {
+            let held = stored_grams.get(*name).cloned().unwrap_or_default();
+            !(*want - &pending).is_subset(&held)
+        })
+        .count();
+    if missing > 0 {
+        problems.push(format!(
+            "{}: {missing} trigram bitmaps miss records that are not pending",
             scope.ty
         ));
     }

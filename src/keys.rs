@@ -24,8 +24,9 @@
 //!   walks the records in value order;
 //! - `[4, property (2), level, bucket (8)]`: range buckets of number and datetime
 //!   properties in the value index (see `index::bucket_shifts`);
-//! - `[5, property (2), trigram (3)]`: the records whose lowercased text holds those three
-//!   bytes, for indexed text properties (see `index::trigrams`).
+//! - `[5, property (2), trigram (3)]`: a superset of the records whose lowercased text
+//!   holds those three bytes, for indexed text properties (see `index::trigrams`);
+//! - `[6]`: records whose trigram bits may be missing (written since the last fold).
 //!
 //! (Tag `0x07` held the value index as one key per record and value before it became
 //! bitmaps; it is not used.)
@@ -53,6 +54,8 @@ pub(crate) const COLUMN: u8 = 0x09;
 pub(crate) const LIVE: &[u8] = &[0];
 /// Bitmap name of the records in the trash.
 pub(crate) const TRASH: &[u8] = &[1];
+/// Bitmap name of the records whose trigram bits are pending (see `records::fold_grams`).
+pub(crate) const GRAM_PENDING: &[u8] = &[6];
 /// First byte of the name of a value bitmap (live records holding one value of one
 /// select, multiselect or boolean property).
 pub(crate) const VALUE_BITMAP: u8 = 2;

@@ -531,6 +531,9 @@ fn link(
     for name in index::bitmaps_of(catalog, record) {
         tx.bitmap_set(scope, &name, record.ord, live)?;
     }
+    if live {
+        add_grams(tx, scope, catalog, record, |_| true)?;
+    }
     for (pid, value) in &record.props {
         if let StoredValue::Ref(target) = value {
             let slot = if live {
@@ -542,6 +545,78 @@ fn link(
         }
     }
     tx.bitmap_set(scope, keys::LIVE, record.ord, live)
+}
+
+/// Pending trigram bits are folded into the trigram bitmaps when a transaction ends with at
+/// least this many pending records. A pending record costs a substring query a record
+/// check; a fold costs a row per (trigram, chunk) of the pending records.
+const GRAM_FOLD_AT: u64 = 64;
+
+/// Adds `record` to the trigram bitmaps of its searchable properties that `changed` picks.
+/// A record in a chunk only this transaction wrote (a bulk load) gets its bits at once;
+/// any other is marked pending and folded in later (a write then changes one row instead
+/// of one per trigram, as PostgreSQL's GIN pending list does). Trigram bitmaps only gain
+/// bits: a superset is enough, since every candidate is checked on its record.
+fn add_grams(
+    tx: &mut Tx<'_, '_>,
+    scope: Scope,
+    catalog: &Catalog,
+    record: &StoredRecord,
+    changed: impl Fn(u16) -> bool,
+) -> Result<()> {
+    let mut names = Vec::new();
+    for (pid, value) in &record.props {
+        if let Some(prop) = catalog.by_pid(*pid).filter(|p| changed(p.pid)) {
+            names.extend(index::gram_names(prop, value));
+        }
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    if !tx.is_fresh(scope, record.ord)? {
+        return tx.gram_pending(scope, catalog, record.ord);
+    }
+    for name in names {
+        tx.bitmap_set(scope, &name, record.ord, true)?;
+    }
+    Ok(())
+}
+
+/// Folds the pending trigram bits of every scope this transaction marked, where at least
+/// [`GRAM_FOLD_AT`] records are pending: sets their trigram bits from the records as they
+/// are now and empties the pending bitmap.
+pub(crate) fn fold_grams(tx: &mut Tx<'_, '_>) -> Result<()> {
+    for (scope, catalog) in tx.take_gram_scopes() {
+        let pending = tx.bitmap(scope, keys::GRAM_PENDING)?;
+        if pending.len() < GRAM_FOLD_AT {
+            continue;
+        }
+        for ord in &pending {
+            let Some(id) = tx
+                .kv()
+                .get_with(&scope.ord(ord), |v| {
+                    v.try_into().ok().map(u128::from_be_bytes)
+                })?
+                .flatten()
+            else {
+                continue; // purged since
+            };
+            let Some(record) = load(tx.kv(), scope, id)?.filter(StoredRecord::is_live) else {
+                continue;
+            };
+            for (pid, value) in &record.props {
+                let names = catalog
+                    .by_pid(*pid)
+                    .map(|prop| index::gram_names(prop, value))
+                    .unwrap_or_default();
+                for name in names {
+                    tx.bitmap_set(scope, &name, ord, true)?;
+                }
+            }
+        }
+        tx.bitmap_drop(scope, keys::GRAM_PENDING)?;
+    }
+    Ok(())
 }
 
 /// The reference column slot of a reference from property `pid` to record `target`: its
@@ -627,6 +702,9 @@ fn reindex(
     for added in after.difference(&before) {
         tx.bitmap_set(scope, added, new.ord, true)?;
     }
+    add_grams(tx, scope, catalog, new, |pid| {
+        old.value(pid) != new.value(pid)
+    })?;
     let references = catalog
         .properties()
         .iter()

@@ -117,13 +117,17 @@ fn check_no_duplicates(kv: &impl Kv, scope: Scope, prop: &Property) -> Result<()
     }
 }
 
-/// Adds every live record holding property `pid` to its value index and bucket bitmaps.
+/// Adds every live record holding property `pid` to its value index, bucket and trigram
+/// bitmaps.
 fn build_entries(tx: &mut Tx<'_, '_>, scope: Scope, catalog: &Catalog, pid: u16) -> Result<()> {
     let prop = catalog.by_pid(pid).expect("property just checked").clone();
     let mut entries = Vec::new();
     each_record(tx.kv(), scope, |_, record| {
         if let (true, Some(value)) = (record.is_live(), record.value(pid)) {
-            for name in index::index_names(&prop, value) {
+            let names = index::index_names(&prop, value)
+                .into_iter()
+                .chain(index::gram_names(&prop, value));
+            for name in names {
                 entries.push((name, record.ord));
             }
         }

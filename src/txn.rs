@@ -340,6 +340,8 @@ pub(crate) struct Tx<'w, 't> {
     /// Whether held chunks and blocks were flushed mid-transaction (then every chunk and
     /// block is read before its first change).
     bitmaps_flushed: bool,
+    /// Scopes whose pending trigram bitmap this transaction added to, with their catalog.
+    gram_scopes: HashMap<Scope, Arc<Catalog>>,
     counters: BTreeMap<Scope, Counters>,
     catalogs: HashMap<(Uuid, ObjectType), Arc<Catalog>>,
     new_teams: Vec<(Uuid, u32)>,
@@ -357,6 +359,7 @@ impl<'w, 't> Tx<'w, 't> {
             columns: ColumnBuffer::default(),
             stored_ends: HashMap::new(),
             bitmaps_flushed: false,
+            gram_scopes: HashMap::new(),
             counters: BTreeMap::new(),
             catalogs: HashMap::new(),
             new_teams: Vec::new(),
@@ -394,12 +397,32 @@ impl<'w, 't> Tx<'w, 't> {
     /// without reading storage (a read per value and record was 15% of a bulk load).
     pub fn bitmap_set(&mut self, scope: Scope, name: &[u8], ord: u32, on: bool) -> Result<()> {
         if on {
-            let fresh = !self.bitmaps_flushed
-                && bitmap::chunk_of(ord) >= bitmap::chunks_below(self.stored_end(scope)?);
+            let fresh = self.is_fresh(scope, ord)?;
             self.bitmaps.insert(&*self.writer, scope, name, ord, fresh)
         } else {
             self.bitmaps.remove(&*self.writer, scope, name, ord)
         }
+    }
+
+    /// Whether ordinal `ord` of `scope` lies in a bitmap chunk that only this
+    /// transaction's records fall in (so changing its bits reads nothing).
+    pub fn is_fresh(&mut self, scope: Scope, ord: u32) -> Result<bool> {
+        Ok(!self.bitmaps_flushed
+            && bitmap::chunk_of(ord) >= bitmap::chunks_below(self.stored_end(scope)?))
+    }
+
+    /// Marks the trigram bits of record `ord` of `scope` as pending (`catalog` is the
+    /// scope's catalog, for the fold at the end of the transaction).
+    pub fn gram_pending(&mut self, scope: Scope, catalog: &Catalog, ord: u32) -> Result<()> {
+        self.gram_scopes
+            .entry(scope)
+            .or_insert_with(|| Arc::new(catalog.clone()));
+        self.bitmap_set(scope, keys::GRAM_PENDING, ord, true)
+    }
+
+    /// The scopes whose pending trigram bitmap grew in this transaction, with catalogs.
+    pub fn take_gram_scopes(&mut self) -> Vec<(Scope, Arc<Catalog>)> {
+        self.gram_scopes.drain().collect()
     }
 
     /// The stored next ordinal of `scope` when the transaction began.

@@ -764,3 +764,81 @@ fn path_filters_agree_on_both_plans() {
     }
     assert!(db.verify_integrity().unwrap().is_ok());
 }
+
+/// Substring filters on indexed text find records whose trigram bits are pending (written
+/// one at a time), folded (past the fold threshold), stale (renamed) or restored.
+#[test]
+fn substring_filters_see_pending_and_folded_trigrams() {
+    let (db, me) = setup();
+    let admin = Principal::admin(me.team, me.user);
+    let city = PropertySpec {
+        indexed: Some(true),
+        ..spec("city", "text", &[])
+    };
+    db.add_property(&admin, C, &city).unwrap();
+    let words = ["Amsterdam", "Rotterdam", "Berlin", "Bern", "Paris"];
+    let ids: Vec<Uuid> = (0..300)
+        .map(|i| {
+            let props = json!({"city": format!("{} {i}", words[i % words.len()])});
+            db.create(&me, C, &input(props)).unwrap().id
+        })
+        .collect();
+    let check = |phase: &str| {
+        for needle in ["dam", "ERL", "bern", "ris 2", "rdam 1", "zzz"] {
+            for op in ["$contains", "$starts_with", "$ends_with"] {
+                let filter = json!({"city": {op: needle}});
+                let mut expected = Vec::new();
+                let mut request = QueryRequest {
+                    limit: Some(1000),
+                    ..Default::default()
+                };
+                loop {
+                    let page = db.query(&me, C, &request).unwrap();
+                    for row in &page.rows {
+                        let text = row.properties.get("city").and_then(Value::as_str);
+                        let lower = text.map(str::to_lowercase).unwrap_or_default();
+                        let needle = needle.to_lowercase();
+                        let hit = text.is_some()
+                            && match op {
+                                "$contains" => lower.contains(&needle),
+                                "$starts_with" => lower.starts_with(&needle),
+                                _ => lower.ends_with(&needle),
+                            };
+                        if hit {
+                            expected.push(row.id);
+                        }
+                    }
+                    match page.next_cursor {
+                        Some(c) => request.cursor = Some(c),
+                        None => break,
+                    }
+                }
+                for with_total in [false, true] {
+                    let request = QueryRequest {
+                        filter: Some(filter.clone()),
+                        limit: Some(7),
+                        include_total: with_total,
+                        ..Default::default()
+                    };
+                    let (got, _) = all_pages(&db, &me, request);
+                    assert_eq!(got, expected, "{phase}: {filter}");
+                }
+            }
+        }
+        let report = db.verify_integrity().unwrap();
+        assert!(report.is_ok(), "{phase}: {:?}", report.problems);
+    };
+    check("created one by one");
+    for (i, id) in ids.iter().enumerate().step_by(3) {
+        let props = json!({"city": format!("{} {i}", words[(i + 2) % words.len()])});
+        db.patch(&me, C, *id, &input(props)).unwrap();
+    }
+    check("renamed");
+    for id in ids.iter().step_by(4) {
+        db.delete(&me, C, *id).unwrap();
+    }
+    for id in ids.iter().step_by(8) {
+        db.restore(&me, C, *id).unwrap();
+    }
+    check("deleted and restored");
+}
