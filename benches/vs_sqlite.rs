@@ -102,10 +102,10 @@ fn spec(slug: &str, kind: &str, options: Option<Vec<String>>) -> PropertySpec {
 }
 
 fn prepare_prismdb_schema(db: &Database, admin: &Principal) {
-    // The name is indexed for the substring row: indexed text keeps trigram bitmaps. SQLite
-    // has no index that serves LIKE '%…%'. Writes that change a name pay for it (patch).
+    // The name keeps trigram bitmaps (`search`) for the substring row; SQLite has no index
+    // that serves LIKE '%…%'. Writes that change a name pay for it (patch, create).
     let name = PropertyChange {
-        indexed: Some(true),
+        search: Some(true),
         ..PropertyChange::default()
     };
     db.update_property(admin, C, "name", &name).unwrap();

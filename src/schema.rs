@@ -109,6 +109,10 @@ pub struct Property {
     pub unique: bool,
     /// Whether the value index holds its values (always for unique properties).
     pub indexed: bool,
+    /// Whether substring filters on it read trigram bitmaps (text only; see
+    /// docs/schema.md).
+    #[serde(default)]
+    pub search: bool,
     /// The options of a select or multiselect, in display (and sort) order.
     pub options: Vec<SelectOption>,
     /// The target type of a reference.
@@ -119,13 +123,15 @@ pub struct Property {
 }
 
 impl Property {
-    /// The property as the API shows it: `{slug, kind, unique, indexed, options?, target?}`.
+    /// The property as the API shows it: `{slug, kind, unique, indexed, search, options?,
+    /// target?}`.
     pub fn to_json(&self) -> Value {
         let mut out = json!({
             "slug": self.slug,
             "kind": self.kind.as_str(),
             "unique": self.unique,
             "indexed": self.indexed,
+            "search": self.search,
         });
         if self.kind.has_options() {
             out["options"] = self
@@ -168,9 +174,9 @@ impl Property {
         self.indexed || self.unique || self.kind == Kind::Reference
     }
 
-    /// Whether the property keeps trigram bitmaps for substring filters: indexed text.
+    /// Whether the property keeps trigram bitmaps for substring filters.
     pub(crate) fn searchable(&self) -> bool {
-        self.indexed && self.kind == Kind::Text
+        self.search && self.kind == Kind::Text
     }
 
     /// Converts a written JSON value into its stored form, or explains what is wrong with
@@ -372,6 +378,9 @@ pub struct PropertySpec {
     /// Whether the value index should hold it (default: by kind, see docs/schema.md).
     #[serde(default)]
     pub indexed: Option<bool>,
+    /// Whether substring filters should read trigram bitmaps (text only; default off).
+    #[serde(default)]
+    pub search: Option<bool>,
     /// The options of a select or multiselect.
     #[serde(default)]
     pub options: Option<Vec<OptionSpec>>,
@@ -399,6 +408,9 @@ pub struct PropertyChange {
     /// Add the property to the value index or drop it from there.
     #[serde(default)]
     pub indexed: Option<bool>,
+    /// Keep trigram bitmaps for substring filters (text only) or drop them.
+    #[serde(default)]
+    pub search: Option<bool>,
     /// Options to append.
     #[serde(default)]
     pub add_options: Vec<OptionSpec>,
@@ -551,6 +563,7 @@ impl Catalog {
             indexed: spec.indexed.unwrap_or(kind.indexed_by_default())
                 || unique
                 || kind == Kind::Reference,
+            search: check_search(&spec.slug, kind, spec.search.unwrap_or(false))?,
             options: Vec::new(),
             target,
             pid,
@@ -619,9 +632,16 @@ impl Catalog {
         Ok(())
     }
 
-    /// Sets the unique and indexed flags of property `slug`.
-    pub(crate) fn set_flags(&mut self, slug: &str, unique: bool, indexed: bool) -> Result<()> {
+    /// Sets the unique, indexed and search flags of property `slug`.
+    pub(crate) fn set_flags(
+        &mut self,
+        slug: &str,
+        unique: bool,
+        indexed: bool,
+        search: bool,
+    ) -> Result<()> {
         let mut property = self.require(slug)?.clone();
+        property.search = check_search(slug, property.kind, search)?;
         if unique && !unique_allowed(property.kind) {
             return Err(Error::InvalidValue(format!(
                 "property {slug:?} of kind {} cannot be unique",
@@ -691,6 +711,17 @@ enum Extra {
     None,
     Target(ObjectType),
     Options(&'static [&'static str]),
+}
+
+/// `search`, refused (`invalid_value`) on a kind other than text.
+fn check_search(slug: &str, kind: Kind, search: bool) -> Result<bool> {
+    if search && kind != Kind::Text {
+        return Err(Error::InvalidValue(format!(
+            "property {slug:?} of kind {} cannot be searched by substring; only text can",
+            kind.as_str()
+        )));
+    }
+    Ok(search)
 }
 
 /// The default properties of each type: (slug, kind, unique, target or options).

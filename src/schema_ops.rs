@@ -52,7 +52,8 @@ pub(crate) fn update_property(
     )?;
     let unique = change.unique.unwrap_or(before.unique);
     let indexed = change.indexed.unwrap_or(before.indexed);
-    catalog.set_flags(slug, unique, indexed)?;
+    let search = change.search.unwrap_or(before.search);
+    catalog.set_flags(slug, unique, indexed, search)?;
     let after = catalog.require(slug)?.clone();
     if after.unique && !before.unique {
         check_no_duplicates(tx.kv(), scope, &after)?;
@@ -60,7 +61,7 @@ pub(crate) fn update_property(
     let indexing = |p: &Property| (p.in_value_index(), p.searchable());
     if indexing(&before) != indexing(&after) {
         drop_index(tx, scope, after.pid)?;
-        if after.in_value_index() {
+        if after.in_value_index() || after.searchable() {
             build_entries(tx, scope, &catalog, after.pid)?;
         }
     }

@@ -104,9 +104,9 @@ fn load(rows: &[Row]) -> (Database, Principal) {
         .unwrap();
     db.add_property(&admin, C, &spec("vip", "boolean", &[]))
         .unwrap();
-    // Indexed: substring conditions on it read trigram bitmaps.
+    // Searchable: substring conditions on it read trigram bitmaps.
     let city = PropertySpec {
-        indexed: Some(true),
+        search: Some(true),
         ..spec("city", "text", &[])
     };
     db.add_property(&admin, C, &city).unwrap();
@@ -772,7 +772,7 @@ fn substring_filters_see_pending_and_folded_trigrams() {
     let (db, me) = setup();
     let admin = Principal::admin(me.team, me.user);
     let city = PropertySpec {
-        indexed: Some(true),
+        search: Some(true),
         ..spec("city", "text", &[])
     };
     db.add_property(&admin, C, &city).unwrap();

@@ -370,3 +370,49 @@ fn force_removing_a_select_clears_its_bitmaps() {
         .unwrap();
     assert_consistent(&db);
 }
+
+#[test]
+fn substring_search_is_switched_on_and_off_for_text_only() {
+    let (db, me) = setup();
+    let admin = Principal::admin(me.team, me.user);
+    let refused = PropertySpec {
+        search: Some(true),
+        ..spec("score", "number")
+    };
+    let err = db
+        .add_property(&admin, ObjectType::Contact, &refused)
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_value");
+    assert!(err.message().contains("score"), "{err}");
+    for i in 0..40 {
+        db.create(
+            &me,
+            ObjectType::Contact,
+            &input(json!({"name": format!("Ada {i}")})),
+        )
+        .unwrap();
+    }
+    let contains = |needle: &str| {
+        let request = prismdb::QueryRequest {
+            filter: Some(json!({"name": {"$contains": needle}})),
+            include_total: true,
+            ..Default::default()
+        };
+        db.query(&me, ObjectType::Contact, &request).unwrap().total
+    };
+    assert_eq!(contains("ada 1"), Some(11));
+    for search in [true, false, true] {
+        let change = PropertyChange {
+            search: Some(search),
+            ..Default::default()
+        };
+        let name = db
+            .update_property(&admin, ObjectType::Contact, "name", &change)
+            .unwrap();
+        assert_eq!(name.search, search);
+        assert_eq!(name.to_json()["search"], search);
+        assert_eq!(contains("ada 1"), Some(11), "search {search}");
+        assert_eq!(contains("DA 39"), Some(1), "search {search}");
+        assert_consistent(&db);
+    }
+}
