@@ -86,6 +86,9 @@ fn encode_chunk(chunk: u32, bitmap: &RoaringBitmap) -> Vec<u8> {
 /// Chunks per 65,536-ordinal roaring container.
 const CHUNKS_PER_WINDOW: u32 = 1 << (16 - CHUNK_BITS);
 
+/// A window with at least this many ordinals from sparse chunks is built as a bitset.
+const SPARSE_WINDOW_MAX: usize = 1024;
+
 /// Gathers stored chunks into one bitmap. Dense chunks (bitsets) of one roaring container
 /// (16 chunks) are OR-ed into one 8 KiB bitset that becomes a container once; sparse chunks
 /// (offset arrays) are collected as ordinals and added in one go. Decoding each chunk into
@@ -98,6 +101,9 @@ struct Gather {
     /// The current window's dense chunks; allocated on the first dense chunk.
     bits: Vec<u8>,
     dense: bool,
+    /// The current window's ordinals from sparse chunks.
+    window_ords: Vec<u32>,
+    /// Ordinals of windows without a dense chunk.
     sparse: Vec<u32>,
 }
 
@@ -108,19 +114,20 @@ impl Gather {
             window: None,
             bits: Vec::new(),
             dense: false,
+            window_ords: Vec::new(),
             sparse: Vec::new(),
         }
     }
 
     /// Adds the ordinals of stored chunk number `chunk`.
     fn add(&mut self, chunk: u32, bytes: &[u8]) -> Result<()> {
+        let window = chunk / CHUNKS_PER_WINDOW;
+        if self.window != Some(window) {
+            self.flush_window();
+            self.window = Some(window);
+        }
         match bytes.split_first() {
             Some((&BITSET_TAG, bits)) if bits.len() == BITSET_BYTES => {
-                let window = chunk / CHUNKS_PER_WINDOW;
-                if self.window != Some(window) {
-                    self.flush_window();
-                    self.window = Some(window);
-                }
                 if self.bits.is_empty() {
                     self.bits = vec![0; BITSET_BYTES * CHUNKS_PER_WINDOW as usize];
                 }
@@ -139,7 +146,7 @@ impl Gather {
                     if offset >> CHUNK_BITS != 0 || previous.is_some_and(|p| p >= offset) {
                         return Err(damaged("offsets out of range or order"));
                     }
-                    self.sparse.push(base + offset);
+                    self.window_ords.push(base + offset);
                     previous = Some(offset);
                 }
                 Ok(())
@@ -148,14 +155,29 @@ impl Gather {
         }
     }
 
+    /// Ends the current window: with a dense chunk, its sparse ordinals join the bitset and
+    /// the window becomes one container; without, they wait for [`Gather::finish`].
     fn flush_window(&mut self) {
-        if let Some(window) = self.window.take() {
-            if self.dense {
-                self.full |= RoaringBitmap::from_lsb0_bytes(window << 16, &self.bits);
-                self.bits.fill(0);
-                self.dense = false;
-            }
+        let Some(window) = self.window.take() else {
+            return;
+        };
+        // Many sparse ordinals in one window also go through the bitset: building a
+        // container from a bitset beats pushing thousands of ordinals one by one.
+        if !self.dense && self.window_ords.len() < SPARSE_WINDOW_MAX {
+            self.sparse.append(&mut self.window_ords);
+            return;
         }
+        if self.bits.is_empty() {
+            self.bits = vec![0; BITSET_BYTES * CHUNKS_PER_WINDOW as usize];
+        }
+        let base = window << 16;
+        for ord in self.window_ords.drain(..) {
+            let offset = (ord - base) as usize;
+            self.bits[offset / 8] |= 1 << (offset % 8);
+        }
+        self.full |= RoaringBitmap::from_lsb0_bytes(base, &self.bits);
+        self.bits.fill(0);
+        self.dense = false;
     }
 
     fn finish(mut self) -> RoaringBitmap {
@@ -418,6 +440,25 @@ mod tests {
             gather.add(chunk, &encode_chunk(chunk, &part)).unwrap();
         }
         assert_eq!(gather.finish(), &(&sparse | &overlapping) | &dense);
+    }
+
+    #[test]
+    fn a_window_of_many_sparse_chunks_gathers_whole() {
+        // 16 array chunks of 200 ordinals: past SPARSE_WINDOW_MAX, built as a bitset.
+        let all: RoaringBitmap = (0..16u32)
+            .flat_map(|chunk| (0..200).map(move |i| (chunk << CHUNK_BITS) + i * 7))
+            .collect();
+        let mut gather = Gather::new();
+        for chunk in 0..16 {
+            let part: RoaringBitmap = all.iter().filter(|o| o >> CHUNK_BITS == chunk).collect();
+            gather.add(chunk, &encode_chunk(chunk, &part)).unwrap();
+        }
+        gather
+            .add(16, &encode_chunk(16, &[65_540].into_iter().collect()))
+            .unwrap();
+        let mut expected = all.clone();
+        expected.insert(65_540);
+        assert_eq!(gather.finish(), expected);
     }
 
     #[test]

@@ -464,10 +464,14 @@ fn page_sorted(
             .ok_or_else(|| Error::Internal(format!("ordinal {ord} points at a missing record")))?;
         keyed.push((sorter.key(catalog, &record), id, record));
     }
-    if let Some(c) = after {
-        keyed.retain(|(key, id, _)| (key.as_slice(), *id) > (c.sort_key.as_slice(), c.last_id));
-    }
     keyed.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    // The cursor is a bound: the page starts at the first key past it.
+    let start = after.map_or(0, |c| {
+        keyed.partition_point(|(key, id, _)| {
+            (key.as_slice(), *id) <= (c.sort_key.as_slice(), c.last_id)
+        })
+    });
+    keyed.drain(..start);
     let has_more = keyed.len() > limit;
     keyed.truncate(limit);
     let last_key = keyed
