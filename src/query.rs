@@ -218,7 +218,10 @@ fn fetch<V: View>(
         keys::LIVE
     };
     let domain = view.bitmap(scope, domain_name)?;
-    let matches = eval.bitmap(&filter, scope, catalog, &domain)?;
+    let matches = match filter {
+        Filter::All => domain,
+        filter => eval.bitmap(&filter, scope, catalog, &domain)?,
+    };
     let total = wanted.include_total.then(|| matches.len());
     let (after, limit) = (wanted.after, wanted.limit);
     let rows = if sorter.keys.is_empty() {
@@ -983,6 +986,20 @@ impl<V: View> Evaluator<'_, V> {
             // A large share of the type: one pass over the records in key order beats a
             // lookup per ordinal.
             records::each_record(kv, scope, |_, record| check(record))?;
+        } else if let Field::Prop { pid, kind } = field {
+            // One property: decode only its value.
+            for ord in domain {
+                let id = ord_to_id(kv, scope, ord)?;
+                let stored = kv.get_with(&scope.record(id), |bytes| {
+                    crate::codec::decode_value(bytes, *pid)
+                })?;
+                let Some(value) = stored.transpose()? else {
+                    continue; // no such record
+                };
+                if value_matches(*kind, value.as_ref(), op) {
+                    found.insert(ord);
+                }
+            }
         } else {
             for ord in domain {
                 let id = ord_to_id(kv, scope, ord)?;
@@ -1001,10 +1018,17 @@ impl<V: View> Evaluator<'_, V> {
         record: &StoredRecord,
         targets: &mut HashMap<u128, bool>,
     ) -> Result<bool> {
+        let time;
         let (value, kind) = match field {
-            Field::Prop { pid, kind } => (record.value(*pid).cloned(), *kind),
-            Field::CreatedAt => (Some(StoredValue::Time(record.created_at)), Kind::Datetime),
-            Field::UpdatedAt => (Some(StoredValue::Time(record.updated_at)), Kind::Datetime),
+            Field::Prop { pid, kind } => (record.value(*pid), *kind),
+            Field::CreatedAt => {
+                time = StoredValue::Time(record.created_at);
+                (Some(&time), Kind::Datetime)
+            }
+            Field::UpdatedAt => {
+                time = StoredValue::Time(record.updated_at);
+                (Some(&time), Kind::Datetime)
+            }
             Field::Path { via, target, inner } => {
                 let Some(StoredValue::Ref(id)) = record.value(*via) else {
                     return Ok(false);
@@ -1025,7 +1049,7 @@ impl<V: View> Evaluator<'_, V> {
                 return Ok(hit);
             }
         };
-        Ok(value_matches(kind, value.as_ref(), op))
+        Ok(value_matches(kind, value, op))
     }
 }
 
