@@ -64,6 +64,27 @@ pub(crate) fn ordered_text(text: &str) -> Vec<u8> {
     out
 }
 
+/// The text [`ordered_text`] encoded at the start of `bytes` (anything after its end marker
+/// is ignored), or `None` if `bytes` do not start with such an encoding of UTF-8 text.
+pub(crate) fn decode_ordered_text(bytes: &[u8]) -> Option<String> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        match (bytes.get(at)?, bytes.get(at + 1)) {
+            (0, Some(0)) => return String::from_utf8(out).ok(),
+            (0, Some(0xff)) => {
+                out.push(0);
+                at += 2;
+            }
+            (0, _) => return None,
+            (byte, _) => {
+                out.push(*byte);
+                at += 1;
+            }
+        }
+    }
+}
+
 /// Whether a stored value of a property of `kind` is the value `wanted`, for find,
 /// uniqueness and query equality: e-mail ignores case, numbers compare numerically, a
 /// multiselect holds the option.
@@ -461,6 +482,7 @@ mod tests {
         #[test]
         fn ordered_text_keeps_order_and_is_prefix_free(a in "[\\x00-\\x02a-c\\u{ff}]{0,6}", b in "[\\x00-\\x02a-c\\u{ff}]{0,6}") {
             let (ea, eb) = (ordered_text(&a), ordered_text(&b));
+            prop_assert_eq!(decode_ordered_text(&[ea.as_slice(), b"rest"].concat()), Some(a.clone()));
             prop_assert_eq!(ea.cmp(&eb), a.as_bytes().cmp(b.as_bytes()));
             if a != b {
                 prop_assert!(!eb.starts_with(&ea) && !ea.starts_with(&eb));

@@ -46,6 +46,7 @@ mod storage;
 mod time_fmt;
 mod trash;
 mod txn;
+mod walk;
 
 pub use db::{Batch, Database, Options, Snapshot, FORMAT_VERSION};
 pub use error::{Error, Result};

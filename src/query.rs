@@ -32,6 +32,7 @@ use crate::records::{self, load, ord_to_id};
 use crate::schema::{Catalog, Kind, Property};
 use crate::storage::{prefix_end, Kv};
 use crate::txn::View;
+use crate::walk::{self, Walk};
 
 /// A query body (SPEC §4).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -497,18 +498,12 @@ fn page_sorted(
 /// its chunks), the column about 5 ns per record.
 const PATH_COLUMN_RATIO: u64 = 800;
 
-/// The value index walk a sorted page takes: the property and direction of its one key.
-struct Walk {
-    prop: Property,
-    direction: Direction,
-}
-
-/// Whether a sorted page walks the value index in order instead of sorting the keys of
-/// every match: only for one number or datetime key in the value index, on live records,
-/// and when the matches are many. Measured at 200,000 contacts: sorting loads every match
-/// (about 2.8 µs each); the walk reads the index until the page is full, about
-/// `(limit + 1) · live / matches` records' worth at about 0.11 µs each, so it pays when
-/// `matches² > (limit + 1) · live / 25` (640 matches for a 50-row page of 200,000).
+/// The walk a sorted page takes, if it pays: the first key's groups are stored in sort
+/// order (see `walk`), the records are live, and the matches are many. Measured at 200,000
+/// contacts: sorting loads every match (about 2.8 µs each); the walk reads the index until
+/// the page is full, about `(limit + 1) · live / matches` records' worth at about 0.11 µs
+/// each, so it pays when `matches² > (limit + 1) · live / 25` (640 matches for a 50-row
+/// page of 200,000).
 fn walk_plan(
     view: &impl View,
     scope: Scope,
@@ -518,10 +513,10 @@ fn walk_plan(
     limit: usize,
     deleted: bool,
 ) -> Result<Option<Walk>> {
-    let [(SortField::Prop(pid), Kind::Number | Kind::Datetime, direction)] = sorter.keys[..] else {
+    let Some(&(SortField::Prop(pid), _, direction)) = sorter.keys.first() else {
         return Ok(None);
     };
-    let Some(prop) = catalog.by_pid(pid).filter(|p| p.in_value_index()) else {
+    let Some(prop) = catalog.by_pid(pid) else {
         return Ok(None);
     };
     let live = view.counters(scope)?.live;
@@ -529,15 +524,10 @@ fn walk_plan(
     if deleted || found.saturating_mul(found).saturating_mul(25) <= (limit as u64 + 1) * live {
         return Ok(None);
     }
-    Ok(Some(Walk {
-        prop: prop.clone(),
-        direction,
-    }))
+    Ok(Walk::for_key(prop, direction, sorter.keys.len() > 1))
 }
 
-/// A sorted page read by walking the value index of the sort property in order: each
-/// value's bitmap, intersected with the matches, gives that value's rows in id order; the
-/// matches without a value follow. The cursor is the walk's starting bound.
+/// A sorted page read by a walk (see `walk`); the cursor is the walk's starting bound.
 #[allow(clippy::too_many_arguments)]
 fn page_walk(
     kv: &impl Kv,
@@ -549,132 +539,13 @@ fn page_walk(
     after: Option<&Cursor>,
     limit: usize,
 ) -> Result<Rows> {
-    let pid = walk.prop.pid;
-    let resume = match after {
-        Some(c) => Some(resume_point(c, walk.direction)?),
-        None => None,
-    };
-    let mut ords: Vec<u32> = Vec::with_capacity(limit + 1);
-    let in_missing = matches!(resume, Some(Resume::Missing(_)));
-    if !in_missing {
-        let resume_value = match &resume {
-            Some(Resume::Value(value, ord)) => Some((index::index_name(pid, value), *ord)),
-            _ => None,
-        };
-        walk_values(
-            kv,
-            scope,
-            pid,
-            walk.direction,
-            resume_value,
-            matches,
-            limit,
-            &mut ords,
-        )?;
-    }
-    if ords.len() <= limit {
-        let mut missing = matches - with_value(kv, scope, &walk.prop)?;
-        if let Some(Resume::Missing(last)) = resume {
-            missing.remove_range(..=last);
-        }
-        ords.extend(missing.iter().take(limit + 1 - ords.len()));
-    }
-    let has_more = ords.len() > limit;
-    ords.truncate(limit);
-    let mut rows = Vec::with_capacity(ords.len());
-    for ord in ords {
-        let id = ord_to_id(kv, scope, ord)?;
-        let record = load(kv, scope, id)?
-            .ok_or_else(|| Error::Internal(format!("ordinal {ord} points at a missing record")))?;
-        rows.push((id, record));
-    }
+    let key_of = |record: &StoredRecord| sorter.key(catalog, record);
+    let (rows, has_more) = walk::page(kv, scope, &walk, matches, after, limit, &key_of)?;
     let last_key = rows
         .last()
         .map(|(_, record)| sorter.key(catalog, record))
         .unwrap_or_default();
     Ok((rows, has_more, last_key))
-}
-
-/// Where a walk resumes after a cursor.
-enum Resume {
-    /// After ordinal `.1` among the records whose index form is `.0`.
-    Value(Vec<u8>, u32),
-    /// After ordinal `.0` among the records without a value.
-    Missing(u32),
-}
-
-/// The resume point a cursor's sort key gives a one-key walk: `0x00` + the 8-byte value
-/// (inverted for `desc`), or `0x01` for a record without a value.
-fn resume_point(cursor: &Cursor, direction: Direction) -> Result<Resume> {
-    match cursor.sort_key.split_first() {
-        Some((0, value)) if value.len() == 8 => {
-            let value = match direction {
-                Direction::Asc => value.to_vec(),
-                Direction::Desc => value.iter().map(|b| !b).collect(),
-            };
-            Ok(Resume::Value(value, cursor.last_ord))
-        }
-        Some((1, [])) => Ok(Resume::Missing(cursor.last_ord)),
-        _ => Err(Error::InvalidCursor(
-            "cursor: its sort key does not fit this query's sort".into(),
-        )),
-    }
-}
-
-/// Appends to `out`, in sort order, the matches that hold a value of `pid`, walking its
-/// index bitmaps from `resume` (a name and the last ordinal returned from it) until `out`
-/// holds `limit + 1`.
-#[allow(clippy::too_many_arguments)]
-fn walk_values(
-    kv: &impl Kv,
-    scope: Scope,
-    pid: u16,
-    direction: Direction,
-    resume: Option<(Vec<u8>, u32)>,
-    matches: &RoaringBitmap,
-    limit: usize,
-    out: &mut Vec<u32>,
-) -> Result<()> {
-    let all = scope.bitmap_prefix(&index::index_prefix(pid));
-    let all_end = prefix_end(&all).unwrap_or_default();
-    let resume_key = resume.as_ref().map(|(name, _)| scope.bitmap_prefix(name));
-    let (start, end) = match (&resume_key, direction) {
-        (Some(at), Direction::Asc) => (at.clone(), all_end),
-        (Some(at), Direction::Desc) => (all, prefix_end(at).unwrap_or_default()),
-        (None, _) => (all, all_end),
-    };
-    let mut current: Vec<u8> = Vec::new();
-    let mut held = RoaringBitmap::new();
-    let emit = |name: &[u8], held: &mut RoaringBitmap, out: &mut Vec<u32>| {
-        if let (Some(at), Some((_, last))) = (&resume_key, &resume) {
-            if name == at.as_slice() {
-                held.remove_range(..=*last);
-            }
-        }
-        out.extend(held.iter().take(limit + 1 - out.len()));
-        held.clear();
-        out.len() <= limit
-    };
-    kv.scan(
-        std::ops::Bound::Included(&start),
-        std::ops::Bound::Excluded(&end),
-        direction == Direction::Desc,
-        |key, value| {
-            let name = &key[..key.len().saturating_sub(4)];
-            if name != current.as_slice() {
-                if !current.is_empty() && !emit(&current, &mut held, out) {
-                    return Ok(false);
-                }
-                current = name.to_vec();
-            }
-            held |= bitmap::decode_row(key, value)? & matches;
-            Ok(true)
-        },
-    )?;
-    if !current.is_empty() && out.len() <= limit {
-        emit(&current, &mut held, out);
-    }
-    Ok(())
 }
 
 /// A range is read from the bucket bitmaps unless the domain is smaller than this fraction
@@ -1124,7 +995,7 @@ fn key_span(op: &Op, bound: u64) -> Option<index::KeySpan> {
 
 /// The live records holding any value of `prop` (which is in the value index): the union
 /// of its coarse range buckets for numbers and datetimes, of its index bitmaps otherwise.
-fn with_value(kv: &impl Kv, scope: Scope, prop: &Property) -> Result<RoaringBitmap> {
+pub(crate) fn with_value(kv: &impl Kv, scope: Scope, prop: &Property) -> Result<RoaringBitmap> {
     let (from, to) = if index::bucket_shifts(prop.kind).is_some() {
         (
             index::bucket_name(prop.pid, 0, 0),

@@ -104,9 +104,11 @@ fn load(rows: &[Row]) -> (Database, Principal) {
         .unwrap();
     db.add_property(&admin, C, &spec("vip", "boolean", &[]))
         .unwrap();
-    // Searchable: substring conditions on it read trigram bitmaps.
+    // Searchable: substring conditions on it read trigram bitmaps; indexed: sorted pages
+    // by it may walk its value index.
     let city = PropertySpec {
         search: Some(true),
+        indexed: Some(true),
         ..spec("city", "text", &[])
     };
     db.add_property(&admin, C, &city).unwrap();
@@ -841,4 +843,62 @@ fn substring_filters_see_pending_and_folded_trigrams() {
         db.restore(&me, C, *id).unwrap();
     }
     check("deleted and restored");
+}
+
+/// Sorting by indexed text walks its value index; values longer than the index's 256 bytes
+/// share an index entry and are ordered by their full text; pages with a cursor continue
+/// exactly where the last one ended.
+#[test]
+fn sorted_walks_order_long_text_by_the_whole_value() {
+    let (db, me) = setup();
+    let admin = Principal::admin(me.team, me.user);
+    let city = PropertySpec {
+        indexed: Some(true),
+        ..spec("city", "text", &[])
+    };
+    db.add_property(&admin, C, &city).unwrap();
+    let long = "x".repeat(300);
+    let mut made = Vec::new();
+    for i in 0..120usize {
+        let city = match i % 4 {
+            0 => format!("{long}{}", (i * 7) % 10),
+            1 => format!("b{}", i % 5),
+            2 => long.clone(),
+            _ => String::new(),
+        };
+        let mut props = json!({"name": format!("n{i}")});
+        if i % 4 != 3 {
+            props["city"] = json!(city);
+        }
+        let id = db.create(&me, C, &input(props)).unwrap().id;
+        made.push((id, (i % 4 != 3).then_some(city)));
+    }
+    for direction in [Direction::Asc, Direction::Desc] {
+        let mut expected = made.clone();
+        expected.sort_by(|a, b| match (&a.1, &b.1) {
+            (Some(x), Some(y)) => {
+                let o = x.as_bytes().cmp(y.as_bytes());
+                let o = if direction == Direction::Desc {
+                    o.reverse()
+                } else {
+                    o
+                };
+                o.then(a.0.cmp(&b.0))
+            }
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => a.0.cmp(&b.0),
+        });
+        let expected: Vec<Uuid> = expected.into_iter().map(|(id, _)| id).collect();
+        let request = QueryRequest {
+            sort: vec![SortKey {
+                property: "city".into(),
+                direction,
+            }],
+            limit: Some(7),
+            ..Default::default()
+        };
+        let (ids, _) = all_pages(&db, &me, request);
+        assert_eq!(ids, expected, "{direction:?}");
+    }
 }
