@@ -273,6 +273,15 @@ fn sqlite_row(row: &rusqlite::Row<'_>, nested_org: bool) -> (Uuid, Map<String, V
 }
 
 /// Median of per-operation times (µs), measured in groups so the clock's cost vanishes.
+/// A row timing the same work in both engines: median of 20 runs each.
+fn timed_pair(op: &'static str, mut ours: impl FnMut(), mut theirs: impl FnMut()) -> Row {
+    Row {
+        op,
+        prismdb_us: median_us(20, 1, |_| ours()),
+        sqlite_us: median_us(20, 1, |_| theirs()),
+    }
+}
+
 fn median_us(ops: usize, group: usize, mut f: impl FnMut(usize)) -> f64 {
     let mut samples = Vec::new();
     let mut i = 0;
@@ -737,17 +746,15 @@ fn query_rows(db: &Database, me: &Principal, sqlite: &Connection, rows: &mut Vec
     // filtered count
     let count_request = query(&filtered, Vec::new(), true);
     assert_eq!(ours(&count_request).total, Some(sqlite_count(filtered_sql)));
-    let p = median_us(20, 1, |_| {
-        std::hint::black_box(ours(&count_request));
-    });
-    let s = median_us(20, 1, |_| {
-        std::hint::black_box(sqlite_count(filtered_sql));
-    });
-    rows.push(Row {
-        op: "query: status = X AND score >= 500 AND city IN 3 (count)",
-        prismdb_us: p,
-        sqlite_us: s,
-    });
+    rows.push(timed_pair(
+        "query: status = X AND score >= 500 AND city IN 3 (count)",
+        || {
+            std::hint::black_box(ours(&count_request));
+        },
+        || {
+            std::hint::black_box(sqlite_count(filtered_sql));
+        },
+    ));
 
     // filtered first page by score desc
     let page_request = query(&filtered, by_score_desc.clone(), false);
@@ -760,32 +767,28 @@ fn query_rows(db: &Database, me: &Principal, sqlite: &Connection, rows: &mut Vec
             .collect::<Vec<_>>(),
         expected
     );
-    let p = median_us(20, 1, |_| {
-        std::hint::black_box(ours(&page_request));
-    });
-    let s = median_us(20, 1, |_| {
-        std::hint::black_box(sqlite_page(filtered_sql, "c.score DESC, c.id"));
-    });
-    rows.push(Row {
-        op: "query: same filter, first page by score desc",
-        prismdb_us: p,
-        sqlite_us: s,
-    });
+    rows.push(timed_pair(
+        "query: same filter, first page by score desc",
+        || {
+            std::hint::black_box(ours(&page_request));
+        },
+        || {
+            std::hint::black_box(sqlite_page(filtered_sql, "c.score DESC, c.id"));
+        },
+    ));
 
     // tags has any of 2: count and first page by id
     let tags_count = query(&tags, Vec::new(), true);
     assert_eq!(ours(&tags_count).total, Some(sqlite_count(tags_sql)));
-    let p = median_us(20, 1, |_| {
-        std::hint::black_box(ours(&tags_count));
-    });
-    let s = median_us(20, 1, |_| {
-        std::hint::black_box(sqlite_count(tags_sql));
-    });
-    rows.push(Row {
-        op: "query: tags has any of 2 (count)",
-        prismdb_us: p,
-        sqlite_us: s,
-    });
+    rows.push(timed_pair(
+        "query: tags has any of 2 (count)",
+        || {
+            std::hint::black_box(ours(&tags_count));
+        },
+        || {
+            std::hint::black_box(sqlite_count(tags_sql));
+        },
+    ));
     let tags_page = query(&tags, Vec::new(), false);
     assert_eq!(
         ours(&tags_page)
@@ -795,17 +798,15 @@ fn query_rows(db: &Database, me: &Principal, sqlite: &Connection, rows: &mut Vec
             .collect::<Vec<_>>(),
         sqlite_page(tags_sql, "c.id")
     );
-    let p = median_us(20, 1, |_| {
-        std::hint::black_box(ours(&tags_page));
-    });
-    let s = median_us(20, 1, |_| {
-        std::hint::black_box(sqlite_page(tags_sql, "c.id"));
-    });
-    rows.push(Row {
-        op: "query: tags has any of 2 (first page by id)",
-        prismdb_us: p,
-        sqlite_us: s,
-    });
+    rows.push(timed_pair(
+        "query: tags has any of 2 (first page by id)",
+        || {
+            std::hint::black_box(ours(&tags_page));
+        },
+        || {
+            std::hint::black_box(sqlite_page(tags_sql, "c.id"));
+        },
+    ));
 
     // substring, first page by id
     let son = json!({"name": {"$contains": "son 12"}});
@@ -819,48 +820,42 @@ fn query_rows(db: &Database, me: &Principal, sqlite: &Connection, rows: &mut Vec
             .collect::<Vec<_>>(),
         sqlite_page(son_sql, "c.id")
     );
-    let p = median_us(20, 1, |_| {
-        std::hint::black_box(ours(&son_page));
-    });
-    let s = median_us(20, 1, |_| {
-        std::hint::black_box(sqlite_page(son_sql, "c.id"));
-    });
-    rows.push(Row {
-        op: "query: name contains \"son 12\" (first page by id)",
-        prismdb_us: p,
-        sqlite_us: s,
-    });
+    rows.push(timed_pair(
+        "query: name contains \"son 12\" (first page by id)",
+        || {
+            std::hint::black_box(ours(&son_page));
+        },
+        || {
+            std::hint::black_box(sqlite_page(son_sql, "c.id"));
+        },
+    ));
 
     // path through the reference: organization.industry = X
     let path = json!({"organization.industry": "ind3"});
     let path_sql = "c.deleted_at IS NULL AND c.organization IN (SELECT id FROM organizations WHERE industry = 3 AND deleted_at IS NULL)";
     let path_count = query(&path, Vec::new(), true);
     assert_eq!(ours(&path_count).total, Some(sqlite_count(path_sql)));
-    let p = median_us(20, 1, |_| {
-        std::hint::black_box(ours(&path_count));
-    });
-    let s = median_us(20, 1, |_| {
-        std::hint::black_box(sqlite_count(path_sql));
-    });
-    rows.push(Row {
-        op: "query: organization.industry = X (count)",
-        prismdb_us: p,
-        sqlite_us: s,
-    });
+    rows.push(timed_pair(
+        "query: organization.industry = X (count)",
+        || {
+            std::hint::black_box(ours(&path_count));
+        },
+        || {
+            std::hint::black_box(sqlite_count(path_sql));
+        },
+    ));
     let path_page = query(&path, Vec::new(), false);
     let page_ids = |page: Page| page.rows.iter().map(|r| r.id).collect::<Vec<_>>();
     assert_eq!(page_ids(ours(&path_page)), sqlite_page(path_sql, "c.id"));
-    let p = median_us(20, 1, |_| {
-        std::hint::black_box(ours(&path_page));
-    });
-    let s = median_us(20, 1, |_| {
-        std::hint::black_box(sqlite_page(path_sql, "c.id"));
-    });
-    rows.push(Row {
-        op: "query: organization.industry = X (first page by id)",
-        prismdb_us: p,
-        sqlite_us: s,
-    });
+    rows.push(timed_pair(
+        "query: organization.industry = X (first page by id)",
+        || {
+            std::hint::black_box(ours(&path_page));
+        },
+        || {
+            std::hint::black_box(sqlite_page(path_sql, "c.id"));
+        },
+    ));
 
     // the filtered page by score desc with include_total: SQLite runs the page and a count
     let with_total = query(&filtered, by_score_desc.clone(), true);
@@ -870,18 +865,16 @@ fn query_rows(db: &Database, me: &Principal, sqlite: &Connection, rows: &mut Vec
         page_ids(page),
         sqlite_page(filtered_sql, "c.score DESC, c.id")
     );
-    let p = median_us(20, 1, |_| {
-        std::hint::black_box(ours(&with_total));
-    });
-    let s = median_us(20, 1, |_| {
-        std::hint::black_box(sqlite_page(filtered_sql, "c.score DESC, c.id"));
-        std::hint::black_box(sqlite_count(filtered_sql));
-    });
-    rows.push(Row {
-        op: "query: same filter, first page by score desc, with include_total",
-        prismdb_us: p,
-        sqlite_us: s,
-    });
+    rows.push(timed_pair(
+        "query: same filter, first page by score desc, with include_total",
+        || {
+            std::hint::black_box(ours(&with_total));
+        },
+        || {
+            std::hint::black_box(sqlite_page(filtered_sql, "c.score DESC, c.id"));
+            std::hint::black_box(sqlite_count(filtered_sql));
+        },
+    ));
 
     deep_sorted_page(db, me, sqlite, rows);
 }
@@ -933,17 +926,15 @@ fn deep_sorted_page(db: &Database, me: &Principal, sqlite: &Connection, rows: &m
         ours.rows.iter().map(|r| r.id).collect::<Vec<_>>(),
         sqlite_deep()
     );
-    let p = median_us(20, 1, |_| {
-        std::hint::black_box(db.query(me, C, &deep).unwrap());
-    });
-    let s = median_us(20, 1, |_| {
-        std::hint::black_box(sqlite_deep());
-    });
-    rows.push(Row {
-        op: "query: page at 90% of all contacts by score desc (cursor)",
-        prismdb_us: p,
-        sqlite_us: s,
-    });
+    rows.push(timed_pair(
+        "query: page at 90% of all contacts by score desc (cursor)",
+        || {
+            std::hint::black_box(db.query(me, C, &deep).unwrap());
+        },
+        || {
+            std::hint::black_box(sqlite_deep());
+        },
+    ));
 }
 
 /// The cursor that starts a page at each position (None for position 0).

@@ -15,7 +15,7 @@ use roaring::RoaringBitmap;
 
 use crate::error::{Error, Result};
 use crate::keys::Scope;
-use crate::storage::{Kv, Writer};
+use crate::storage::{prefix_end, Kv, Writer};
 
 /// Ordinals per chunk: 2^CHUNK_BITS.
 const CHUNK_BITS: u32 = 12;
@@ -206,16 +206,8 @@ fn chunk_in_key(key: &[u8]) -> Option<u32> {
 /// Reads the whole bitmap `name` of `scope` as stored.
 pub(crate) fn read(kv: &impl Kv, scope: Scope, name: &[u8]) -> Result<RoaringBitmap> {
     let prefix = scope.bitmap_prefix(name);
-    let mut gather = Gather::new();
-    kv.scan_prefix(&prefix, |key, value| {
-        if key.len() != prefix.len() + 4 {
-            return Ok(true);
-        }
-        let chunk = chunk_in_key(key).ok_or_else(|| damaged("short key"))?;
-        gather.add(chunk, value)?;
-        Ok(true)
-    })?;
-    Ok(gather.finish())
+    let end = prefix_end(&prefix).unwrap_or_default();
+    gather_range(kv, &prefix, &end, Some(prefix.len()))
 }
 
 /// The union of every stored bitmap of `scope` whose name lies in `from..to` (byte order),
@@ -227,14 +219,27 @@ pub(crate) fn read_span(
     to: &[u8],
 ) -> Result<RoaringBitmap> {
     let (start, end) = (scope.bitmap_prefix(from), scope.bitmap_prefix(to));
+    gather_range(kv, &start, &end, None)
+}
+
+/// Gathers every chunk row with `start <= key < end`; with `name_len`, only the rows of
+/// the bitmap whose key prefix is that long (not of longer names that share it).
+fn gather_range(
+    kv: &impl Kv,
+    start: &[u8],
+    end: &[u8],
+    name_len: Option<usize>,
+) -> Result<RoaringBitmap> {
     let mut gather = Gather::new();
     kv.scan(
-        std::ops::Bound::Included(&start),
-        std::ops::Bound::Excluded(&end),
+        std::ops::Bound::Included(start),
+        std::ops::Bound::Excluded(end),
         false,
         |key, value| {
-            let chunk = chunk_in_key(key).ok_or_else(|| damaged("short key"))?;
-            gather.add(chunk, value)?;
+            if name_len.is_none_or(|len| key.len() == len + 4) {
+                let chunk = chunk_in_key(key).ok_or_else(|| damaged("short key"))?;
+                gather.add(chunk, value)?;
+            }
             Ok(true)
         },
     )?;
@@ -255,19 +260,7 @@ pub(crate) fn read_chunks(
         key
     };
     let (start, end) = (key(chunks.start), key(chunks.end));
-    let mut gather = Gather::new();
-    kv.scan(
-        std::ops::Bound::Included(&start),
-        std::ops::Bound::Excluded(&end),
-        false,
-        |key, value| {
-            if key.len() == prefix.len() + 4 {
-                gather.add(chunk_in_key(key).unwrap_or_default(), value)?;
-            }
-            Ok(true)
-        },
-    )?;
-    Ok(gather.finish())
+    gather_range(kv, &start, &end, Some(prefix.len()))
 }
 
 /// The chunk numbers of the 65,536-ordinal window `window` (one roaring container).
@@ -377,12 +370,7 @@ impl BitmapBuffer {
     ) -> Result<()> {
         let prefix = scope.bitmap_prefix(name_prefix);
         self.dirty.retain(|key, _| !key.starts_with(&prefix));
-        let mut doomed = Vec::new();
-        writer.scan_prefix(&prefix, |key, _| {
-            doomed.push(key.to_vec());
-            Ok(true)
-        })?;
-        doomed.iter().try_for_each(|key| writer.delete(key))
+        writer.delete_prefix(&prefix)
     }
 
     /// Writes every changed chunk in key order (an empty chunk is deleted) and empties the

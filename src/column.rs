@@ -149,12 +149,7 @@ impl ColumnBuffer {
     /// Deletes property `pid`'s column, stored or held.
     pub fn drop_property(&mut self, writer: &mut Writer<'_>, scope: Scope, pid: u16) -> Result<()> {
         self.dirty.remove(&(scope, pid));
-        let mut doomed = Vec::new();
-        writer.scan_prefix(&scope.column_prefix(pid), |key, _| {
-            doomed.push(key.to_vec());
-            Ok(true)
-        })?;
-        doomed.iter().try_for_each(|key| writer.delete(key))
+        writer.delete_prefix(&scope.column_prefix(pid))
     }
 
     /// Writes every changed block (an empty block is deleted) and empties the buffer.

@@ -324,6 +324,16 @@ impl Writer<'_> {
         self.hold(key, Held::Delete)
     }
 
+    /// Deletes every key that starts with `prefix` (stored or held).
+    pub fn delete_prefix(&mut self, prefix: &[u8]) -> Result<()> {
+        let mut doomed = Vec::new();
+        self.scan_prefix(prefix, |key, _| {
+            doomed.push(key.to_vec());
+            Ok(true)
+        })?;
+        doomed.iter().try_for_each(|key| self.delete(key))
+    }
+
     fn hold(&mut self, key: &[u8], held: Held) -> Result<()> {
         self.pending_bytes += key.len() + held.value().map_or(0, <[u8]>::len) + 32;
         self.pending.insert(key.to_vec(), held);
