@@ -710,173 +710,158 @@ fn query_rows(db: &Database, me: &Principal, sqlite: &Connection, rows: &mut Vec
     // (`EXISTS (… t.tag IN (3, 7))` counted a contact once per matching tag with the bundled
     // SQLite here: 2,577 instead of 2,499 on 20,000 contacts; the IN-subquery form is right.)
     let tags_sql = "c.deleted_at IS NULL AND c.rowid IN (SELECT contact FROM contact_tags WHERE tag IN (3, 7))";
-    let sqlite_count = |filter: &str| -> u64 {
-        let sql = format!("SELECT count(*) FROM contacts c WHERE {filter}");
-        sqlite
-            .prepare_cached(&sql)
-            .unwrap()
-            .query_row([], |r| r.get::<_, i64>(0))
-            .unwrap() as u64
-    };
-    let sqlite_page = |filter: &str, order: &str| -> Vec<Uuid> {
-        let sql = format!("{SQLITE_ROW} WHERE {filter} ORDER BY {order} LIMIT 51");
-        let mut stmt = sqlite.prepare_cached(&sql).unwrap();
-        let page: Vec<Uuid> = stmt
-            .query_map([], |r| Ok(sqlite_row(r, true).0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        page.into_iter().take(50).collect()
-    };
-    let query = |filter: &Value, sort: Vec<SortKey>, total: bool| QueryRequest {
-        filter: Some(filter.clone()),
-        sort,
-        limit: Some(50),
-        include_total: total,
-        ..QueryRequest::default()
-    };
-    let ours = |request: &QueryRequest| db.query(me, C, request).unwrap();
+    let son = json!({"name": {"$contains": "son 12"}});
+    let son_sql = "c.deleted_at IS NULL AND c.name LIKE '%son 12%'";
+    let path = json!({"organization.industry": "ind3"});
+    let path_sql = "c.deleted_at IS NULL AND c.organization IN (SELECT id FROM organizations WHERE industry = 3 AND deleted_at IS NULL)";
     // Sorted by score: created_at is the commit time in prismdb (one value per 10,000-record
     // batch), so the two engines' created_at columns differ.
     let by_score_desc = vec![SortKey {
         property: "score".into(),
         direction: Direction::Desc,
     }];
+    let q = Queries { db, me, sqlite };
 
-    // filtered count
-    let count_request = query(&filtered, Vec::new(), true);
-    assert_eq!(ours(&count_request).total, Some(sqlite_count(filtered_sql)));
-    rows.push(timed_pair(
+    rows.push(q.count_row(
         "query: status = X AND score >= 500 AND city IN 3 (count)",
-        || {
-            std::hint::black_box(ours(&count_request));
-        },
-        || {
-            std::hint::black_box(sqlite_count(filtered_sql));
-        },
+        &filtered,
+        filtered_sql,
     ));
-
-    // filtered first page by score desc
-    let page_request = query(&filtered, by_score_desc.clone(), false);
-    let expected = sqlite_page(filtered_sql, "c.score DESC, c.id");
-    assert_eq!(
-        ours(&page_request)
-            .rows
-            .iter()
-            .map(|r| r.id)
-            .collect::<Vec<_>>(),
-        expected
-    );
-    rows.push(timed_pair(
+    rows.push(q.page_row(
         "query: same filter, first page by score desc",
-        || {
-            std::hint::black_box(ours(&page_request));
-        },
-        || {
-            std::hint::black_box(sqlite_page(filtered_sql, "c.score DESC, c.id"));
-        },
+        &filtered,
+        &by_score_desc,
+        filtered_sql,
+        "c.score DESC, c.id",
     ));
-
-    // tags has any of 2: count and first page by id
-    let tags_count = query(&tags, Vec::new(), true);
-    assert_eq!(ours(&tags_count).total, Some(sqlite_count(tags_sql)));
-    rows.push(timed_pair(
-        "query: tags has any of 2 (count)",
-        || {
-            std::hint::black_box(ours(&tags_count));
-        },
-        || {
-            std::hint::black_box(sqlite_count(tags_sql));
-        },
-    ));
-    let tags_page = query(&tags, Vec::new(), false);
-    assert_eq!(
-        ours(&tags_page)
-            .rows
-            .iter()
-            .map(|r| r.id)
-            .collect::<Vec<_>>(),
-        sqlite_page(tags_sql, "c.id")
-    );
-    rows.push(timed_pair(
+    rows.push(q.count_row("query: tags has any of 2 (count)", &tags, tags_sql));
+    rows.push(q.page_row(
         "query: tags has any of 2 (first page by id)",
-        || {
-            std::hint::black_box(ours(&tags_page));
-        },
-        || {
-            std::hint::black_box(sqlite_page(tags_sql, "c.id"));
-        },
+        &tags,
+        &[],
+        tags_sql,
+        "c.id",
     ));
-
-    // substring, first page by id
-    let son = json!({"name": {"$contains": "son 12"}});
-    let son_sql = "c.deleted_at IS NULL AND c.name LIKE '%son 12%'";
-    let son_page = query(&son, Vec::new(), false);
-    assert_eq!(
-        ours(&son_page)
-            .rows
-            .iter()
-            .map(|r| r.id)
-            .collect::<Vec<_>>(),
-        sqlite_page(son_sql, "c.id")
-    );
-    rows.push(timed_pair(
+    rows.push(q.page_row(
         "query: name contains \"son 12\" (first page by id)",
-        || {
-            std::hint::black_box(ours(&son_page));
-        },
-        || {
-            std::hint::black_box(sqlite_page(son_sql, "c.id"));
-        },
+        &son,
+        &[],
+        son_sql,
+        "c.id",
     ));
-
-    // path through the reference: organization.industry = X
-    let path = json!({"organization.industry": "ind3"});
-    let path_sql = "c.deleted_at IS NULL AND c.organization IN (SELECT id FROM organizations WHERE industry = 3 AND deleted_at IS NULL)";
-    let path_count = query(&path, Vec::new(), true);
-    assert_eq!(ours(&path_count).total, Some(sqlite_count(path_sql)));
-    rows.push(timed_pair(
-        "query: organization.industry = X (count)",
-        || {
-            std::hint::black_box(ours(&path_count));
-        },
-        || {
-            std::hint::black_box(sqlite_count(path_sql));
-        },
-    ));
-    let path_page = query(&path, Vec::new(), false);
-    let page_ids = |page: Page| page.rows.iter().map(|r| r.id).collect::<Vec<_>>();
-    assert_eq!(page_ids(ours(&path_page)), sqlite_page(path_sql, "c.id"));
-    rows.push(timed_pair(
+    rows.push(q.count_row("query: organization.industry = X (count)", &path, path_sql));
+    rows.push(q.page_row(
         "query: organization.industry = X (first page by id)",
-        || {
-            std::hint::black_box(ours(&path_page));
-        },
-        || {
-            std::hint::black_box(sqlite_page(path_sql, "c.id"));
-        },
+        &path,
+        &[],
+        path_sql,
+        "c.id",
     ));
 
-    // the filtered page by score desc with include_total: SQLite runs the page and a count
-    let with_total = query(&filtered, by_score_desc.clone(), true);
-    let page = ours(&with_total);
-    assert_eq!(page.total, Some(sqlite_count(filtered_sql)));
-    assert_eq!(
-        page_ids(page),
-        sqlite_page(filtered_sql, "c.score DESC, c.id")
-    );
+    // The filtered page by score desc with include_total: SQLite runs the page and a count.
+    let with_total = q.request(&filtered, &by_score_desc, true);
+    let page = q.ours(&with_total);
+    assert_eq!(page.total, Some(q.sqlite_count(filtered_sql)));
+    let ids: Vec<Uuid> = page.rows.iter().map(|r| r.id).collect();
+    assert_eq!(ids, q.sqlite_page(filtered_sql, "c.score DESC, c.id"));
     rows.push(timed_pair(
         "query: same filter, first page by score desc, with include_total",
         || {
-            std::hint::black_box(ours(&with_total));
+            std::hint::black_box(q.ours(&with_total));
         },
         || {
-            std::hint::black_box(sqlite_page(filtered_sql, "c.score DESC, c.id"));
-            std::hint::black_box(sqlite_count(filtered_sql));
+            std::hint::black_box(q.sqlite_page(filtered_sql, "c.score DESC, c.id"));
+            std::hint::black_box(q.sqlite_count(filtered_sql));
         },
     ));
 
     deep_sorted_page(db, me, sqlite, rows);
+}
+
+/// The same query asked of both engines: a prismdb filter and the SQLite `WHERE` clause
+/// that means the same.
+struct Queries<'a> {
+    db: &'a Database,
+    me: &'a Principal,
+    sqlite: &'a Connection,
+}
+
+impl Queries<'_> {
+    fn request(&self, filter: &Value, sort: &[SortKey], total: bool) -> QueryRequest {
+        QueryRequest {
+            filter: Some(filter.clone()),
+            sort: sort.to_vec(),
+            limit: Some(50),
+            include_total: total,
+            ..QueryRequest::default()
+        }
+    }
+
+    fn ours(&self, request: &QueryRequest) -> Page {
+        self.db.query(self.me, C, request).unwrap()
+    }
+
+    fn sqlite_count(&self, filter: &str) -> u64 {
+        let sql = format!("SELECT count(*) FROM contacts c WHERE {filter}");
+        self.sqlite
+            .prepare_cached(&sql)
+            .unwrap()
+            .query_row([], |r| r.get::<_, i64>(0))
+            .unwrap() as u64
+    }
+
+    fn sqlite_page(&self, filter: &str, order: &str) -> Vec<Uuid> {
+        let sql = format!("{SQLITE_ROW} WHERE {filter} ORDER BY {order} LIMIT 51");
+        let mut stmt = self.sqlite.prepare_cached(&sql).unwrap();
+        let page: Vec<Uuid> = stmt
+            .query_map([], |r| Ok(sqlite_row(r, true).0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        page.into_iter().take(50).collect()
+    }
+
+    /// A count in both engines, checked equal, then timed.
+    fn count_row(&self, op: &'static str, filter: &Value, sql: &str) -> Row {
+        let request = self.request(filter, &[], true);
+        assert_eq!(
+            self.ours(&request).total,
+            Some(self.sqlite_count(sql)),
+            "{op}"
+        );
+        timed_pair(
+            op,
+            || {
+                std::hint::black_box(self.ours(&request));
+            },
+            || {
+                std::hint::black_box(self.sqlite_count(sql));
+            },
+        )
+    }
+
+    /// A first page in both engines, checked to hold the same ids, then timed.
+    fn page_row(
+        &self,
+        op: &'static str,
+        filter: &Value,
+        sort: &[SortKey],
+        sql: &str,
+        order: &str,
+    ) -> Row {
+        let request = self.request(filter, sort, false);
+        let ids: Vec<Uuid> = self.ours(&request).rows.iter().map(|r| r.id).collect();
+        assert_eq!(ids, self.sqlite_page(sql, order), "{op}");
+        timed_pair(
+            op,
+            || {
+                std::hint::black_box(self.ours(&request));
+            },
+            || {
+                std::hint::black_box(self.sqlite_page(sql, order));
+            },
+        )
+    }
 }
 
 /// A page 90% of the way through every contact sorted by score desc: prismdb resumes from a
