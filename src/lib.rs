@@ -82,4 +82,24 @@ pub mod fuzzing {
     pub fn decode_cursor(text: &str, fingerprint: u64) -> bool {
         crate::cursor::Cursor::decode(text, fingerprint).is_ok()
     }
+
+    /// A well-formed cursor for `request` (of `team` on `ty`) carrying arbitrary contents:
+    /// what a forger who knows the fingerprint could hand in. A query must refuse it or
+    /// page from it, never panic.
+    pub fn forge_cursor(
+        team: uuid::Uuid,
+        ty: crate::model::ObjectType,
+        request: &crate::query::QueryRequest,
+        last_ord: u32,
+        last_id: u128,
+        sort_key: Vec<u8>,
+    ) -> String {
+        crate::cursor::Cursor {
+            fingerprint: crate::query::fingerprint(team, ty, request),
+            last_ord,
+            last_id,
+            sort_key,
+        }
+        .encode()
+    }
 }

@@ -152,7 +152,7 @@ pub(crate) fn query(
 }
 
 /// The hash a cursor carries of everything that defines the query.
-fn fingerprint(team: Uuid, ty: ObjectType, request: &QueryRequest) -> u64 {
+pub(crate) fn fingerprint(team: Uuid, ty: ObjectType, request: &QueryRequest) -> u64 {
     cursor::fingerprint(&[
         team.as_bytes(),
         &[ty.code(), u8::from(request.deleted)],
