@@ -213,15 +213,17 @@ fn fetch<V: View>(
         let rows = page_by_scan(view.kv(), scope, wanted.after, wanted.limit, check)?;
         return Ok((rows, total));
     }
-    let domain_name = if eval.deleted {
-        keys::TRASH
-    } else {
-        keys::LIVE
+    let domain = match eval.deleted {
+        true => std::sync::Arc::new(view.bitmap(scope, keys::TRASH)?),
+        false => view.live(scope)?,
     };
-    let domain = view.bitmap(scope, domain_name)?;
-    let matches = match filter {
-        Filter::All => domain,
-        filter => eval.bitmap(&filter, scope, catalog, &domain)?,
+    let evaluated;
+    let matches: &RoaringBitmap = match filter {
+        Filter::All => &domain,
+        filter => {
+            evaluated = eval.bitmap(&filter, scope, catalog, &domain)?;
+            &evaluated
+        }
     };
     let total = wanted.include_total.then(|| matches.len());
     let (after, limit) = (wanted.after, wanted.limit);
@@ -239,9 +241,9 @@ fn fetch<V: View>(
             }
             Ok(narrowed)
         };
-        page_by_id(view.kv(), scope, &matches, after, limit, narrow, check)?
+        page_by_id(view.kv(), scope, matches, after, limit, narrow, check)?
     } else if let Some(walk) =
-        walk_plan(view, scope, catalog, sorter, &matches, limit, eval.deleted)?
+        walk_plan(view, scope, catalog, sorter, matches, limit, eval.deleted)?
     {
         page_walk(
             view.kv(),
@@ -249,12 +251,12 @@ fn fetch<V: View>(
             catalog,
             sorter,
             walk,
-            &matches,
+            matches,
             after,
             limit,
         )?
     } else {
-        page_sorted(view.kv(), scope, catalog, sorter, &matches, after, limit)?
+        page_sorted(view.kv(), scope, catalog, sorter, matches, after, limit)?
     };
     Ok((rows, total))
 }
@@ -929,10 +931,6 @@ pub(crate) fn value_matches(kind: Kind, value: Option<&StoredValue>, op: &Op) ->
     let Some(value) = value else {
         return matches!(op, Op::Exists(false));
     };
-    let text = |v: &StoredValue| match v {
-        StoredValue::Str(s) => Some(s.to_lowercase()),
-        _ => None,
-    };
     match op {
         Op::Exists(present) => *present,
         Op::Eq(wanted) => index::values_equal(kind, value, wanted),
@@ -944,9 +942,46 @@ pub(crate) fn value_matches(kind: Kind, value: Option<&StoredValue>, op: &Op) ->
         Op::Gte(b) => compare(kind, value, b).is_some_and(|o| o.is_ge()),
         Op::Lt(b) => compare(kind, value, b).is_some_and(|o| o.is_lt()),
         Op::Lte(b) => compare(kind, value, b).is_some_and(|o| o.is_le()),
-        Op::Contains(needle) => text(value).is_some_and(|t| t.contains(needle.as_str())),
-        Op::StartsWith(needle) => text(value).is_some_and(|t| t.starts_with(needle.as_str())),
-        Op::EndsWith(needle) => text(value).is_some_and(|t| t.ends_with(needle.as_str())),
+        Op::Contains(needle) => text_holds(value, needle, TextOp::Contains),
+        Op::StartsWith(needle) => text_holds(value, needle, TextOp::StartsWith),
+        Op::EndsWith(needle) => text_holds(value, needle, TextOp::EndsWith),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum TextOp {
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
+/// Whether text `value`, lowercased, contains / starts with / ends with `needle` (already
+/// lowercased). ASCII text is compared without building its lowercase copy.
+fn text_holds(value: &StoredValue, needle: &str, op: TextOp) -> bool {
+    let StoredValue::Str(text) = value else {
+        return false;
+    };
+    if text.is_ascii() {
+        let (hay, needle) = (text.as_bytes(), needle.as_bytes());
+        let fits = hay.len() >= needle.len();
+        return match op {
+            TextOp::Contains => {
+                needle.is_empty()
+                    || hay
+                        .windows(needle.len())
+                        .any(|w| w.eq_ignore_ascii_case(needle))
+            }
+            TextOp::StartsWith => fits && hay[..needle.len()].eq_ignore_ascii_case(needle),
+            TextOp::EndsWith => {
+                fits && hay[hay.len() - needle.len()..].eq_ignore_ascii_case(needle)
+            }
+        };
+    }
+    let lower = text.to_lowercase();
+    match op {
+        TextOp::Contains => lower.contains(needle),
+        TextOp::StartsWith => lower.starts_with(needle),
+        TextOp::EndsWith => lower.ends_with(needle),
     }
 }
 
@@ -1007,4 +1042,22 @@ pub(crate) fn with_value(kv: &impl Kv, scope: Scope, prop: &Property) -> Result<
         (prefix, end)
     };
     bitmap::read_span(kv, scope, &from, &to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The ASCII shortcut of substring checks agrees with lowercasing the whole text.
+        #[test]
+        fn text_checks_agree_with_lowercasing(text in "[aAbB\u{c9}\u{e9}\u{212a}k ]{0,8}", needle in "[abk\u{e9} ]{0,3}") {
+            let value = StoredValue::Str(text.clone());
+            let lower = text.to_lowercase();
+            prop_assert_eq!(text_holds(&value, &needle, TextOp::Contains), lower.contains(&needle));
+            prop_assert_eq!(text_holds(&value, &needle, TextOp::StartsWith), lower.starts_with(&needle));
+            prop_assert_eq!(text_holds(&value, &needle, TextOp::EndsWith), lower.ends_with(&needle));
+        }
+    }
 }

@@ -210,6 +210,11 @@ pub(crate) trait View {
     /// The bitmap `name` of `scope` as this transaction sees them.
     fn bitmap(&self, scope: Scope, name: &[u8]) -> Result<RoaringBitmap>;
 
+    /// The live records of `scope`, shared rather than copied where a cache holds them.
+    fn live(&self, scope: Scope) -> Result<Arc<RoaringBitmap>> {
+        self.bitmap(scope, keys::LIVE).map(Arc::new)
+    }
+
     /// A catalog changed by this transaction and not yet stored, if any.
     fn pending_catalog(&self, team: Uuid, ty: ObjectType) -> Option<Arc<Catalog>>;
 
@@ -304,16 +309,19 @@ impl View for ReadView<'_> {
     }
 
     fn bitmap(&self, scope: Scope, name: &[u8]) -> Result<RoaringBitmap> {
-        if name != keys::LIVE {
-            return bitmap::read(&self.reader, scope, name);
+        if name == keys::LIVE {
+            return Ok((*self.live(scope)?).clone());
         }
+        bitmap::read(&self.reader, scope, name)
+    }
+
+    fn live(&self, scope: Scope) -> Result<Arc<RoaringBitmap>> {
         let mutations = self.counters(scope)?.mutations;
         if let Some(live) = self.shared.cached_live(scope, mutations) {
-            return Ok((*live).clone());
+            return Ok(live);
         }
-        let live = bitmap::read(&self.reader, scope, name)?;
-        self.shared
-            .remember_live(scope, mutations, Arc::new(live.clone()));
+        let live = Arc::new(bitmap::read(&self.reader, scope, keys::LIVE)?);
+        self.shared.remember_live(scope, mutations, live.clone());
         Ok(live)
     }
 
