@@ -272,13 +272,17 @@ impl<K: Kv> Page<'_, K> {
             Direction::Asc => (0..names.len()).collect(),
             Direction::Desc => (0..names.len()).rev().collect(),
         };
-        let mut started = resume.is_none();
+        let desc = self.walk.direction == Direction::Desc;
         for i in order {
-            let here = Some(i as u32) == resume;
-            started |= here;
-            if !started {
+            let position = i as u32;
+            // Groups past the cursor's (in walk order) are whole; the cursor's own group
+            // continues after its row. A position no group has (an option removed since)
+            // starts at the next group.
+            let past = resume.is_none_or(|r| if desc { position <= r } else { position >= r });
+            if !past {
                 continue;
             }
+            let here = Some(position) == resume;
             let ords = bitmap::read(self.kv, self.scope, &names[i])? & matches;
             self.group(&ords, here, true)?;
             if self.full() {
