@@ -32,6 +32,7 @@ mod column;
 mod cursor;
 mod db;
 mod error;
+mod eval;
 mod filter;
 mod index;
 mod integrity;

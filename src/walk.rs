@@ -296,7 +296,7 @@ impl<K: Kv> Page<'_, K> {
 /// The records holding any value of the walk's property.
 fn with_value(kv: &impl Kv, scope: Scope, walk: &Walk) -> Result<RoaringBitmap> {
     match &walk.groups {
-        Groups::Index => crate::query::with_value(kv, scope, &walk.prop),
+        Groups::Index => crate::eval::with_value(kv, scope, &walk.prop),
         Groups::Named(names) => {
             let mut all = RoaringBitmap::new();
             for name in names {
