@@ -23,7 +23,7 @@ use crate::filter::{Field, Filter, Op};
 use crate::index;
 use crate::keys::{self, Scope};
 use crate::records::{self, load, ord_to_id};
-use crate::schema::{Catalog, Kind, Property};
+use crate::schema::{Catalog, Kind};
 use crate::storage::{prefix_end, Kv};
 use crate::txn::View;
 
@@ -220,7 +220,7 @@ impl<V: View> Evaluator<'_, V> {
                     Some(acc)
                 }
                 Op::Exists(present) => {
-                    let all = self.all_values(pid, scope)?;
+                    let all = with_value(self.view.kv(), scope, pid, kind)?;
                     Some(if *present { all } else { domain - all })
                 }
                 _ => None,
@@ -237,7 +237,7 @@ impl<V: View> Evaluator<'_, V> {
             )?)),
             (Kind::Reference, Op::In(vs)) => Ok(Some(self.index_exact(scope, prop, vs)?)),
             (_, Op::Exists(present)) => {
-                let all = with_value(self.view.kv(), scope, prop)?;
+                let all = with_value(self.view.kv(), scope, pid, kind)?;
                 Ok(Some(if *present { all } else { domain - all }))
             }
             (Kind::Number | Kind::Datetime, Op::Gt(v) | Op::Gte(v) | Op::Lt(v) | Op::Lte(v)) => {
@@ -265,13 +265,6 @@ impl<V: View> Evaluator<'_, V> {
             (_, Op::In(vs)) => Ok(Some(self.index_equal(scope, prop, vs)?)),
             _ => Ok(None),
         }
-    }
-
-    /// Records holding any value of bitmap-kind property `pid`.
-    fn all_values(&self, pid: u16, scope: Scope) -> Result<RoaringBitmap> {
-        let named =
-            crate::bitmap::read_named(self.view.kv(), scope, &index::value_bitmap_prefix(pid))?;
-        Ok(named.into_values().fold(RoaringBitmap::new(), |a, b| a | b))
     }
 
     /// Records whose `prop` equals one of `values`, for kinds whose index form is exact
@@ -516,18 +509,26 @@ fn key_span(op: &Op, bound: u64) -> Option<index::KeySpan> {
     Some(index::KeySpan { lo, hi })
 }
 
-/// The live records holding any value of `prop` (which is in the value index): the union
-/// of its coarse range buckets for numbers and datetimes, of its index bitmaps otherwise.
-pub(crate) fn with_value(kv: &impl Kv, scope: Scope, prop: &Property) -> Result<RoaringBitmap> {
-    let (from, to) = if index::bucket_shifts(prop.kind).is_some() {
-        (
-            index::bucket_name(prop.pid, 0, 0),
-            index::bucket_name(prop.pid, 1, 0),
-        )
-    } else {
-        let prefix = index::index_prefix(prop.pid);
+/// The live records holding any value of property `pid` of `kind`, in one scan: the union
+/// of its value bitmaps (select, multiselect, boolean), of its coarse range buckets
+/// (numbers and datetimes in the value index), or of its index bitmaps (the rest of the
+/// value index).
+pub(crate) fn with_value(
+    kv: &impl Kv,
+    scope: Scope,
+    pid: u16,
+    kind: Kind,
+) -> Result<RoaringBitmap> {
+    let whole = |prefix: Vec<u8>| {
         let end = prefix_end(&prefix).unwrap_or_default();
         (prefix, end)
+    };
+    let (from, to) = match kind {
+        Kind::Select | Kind::Multiselect | Kind::Boolean => whole(index::value_bitmap_prefix(pid)),
+        _ if index::bucket_shifts(kind).is_some() => {
+            (index::bucket_name(pid, 0, 0), index::bucket_name(pid, 1, 0))
+        }
+        _ => whole(index::index_prefix(pid)),
     };
     bitmap::read_span(kv, scope, &from, &to)
 }

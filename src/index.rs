@@ -284,6 +284,21 @@ pub(crate) fn index_names(prop: &Property, value: &StoredValue) -> Vec<Vec<u8>> 
     names
 }
 
+/// The trigram bitmaps `record` belongs in, for its properties that `pick` selects.
+pub(crate) fn record_gram_names(
+    catalog: &Catalog,
+    record: &StoredRecord,
+    pick: impl Fn(u16) -> bool,
+) -> Vec<Vec<u8>> {
+    let mut names = Vec::new();
+    for (pid, value) in &record.props {
+        if let Some(prop) = catalog.by_pid(*pid).filter(|p| pick(p.pid)) {
+            names.extend(gram_names(prop, value));
+        }
+    }
+    names
+}
+
 /// The trigram bitmaps a record whose searchable property `prop` holds `value` belongs in.
 pub(crate) fn gram_names(prop: &Property, value: &StoredValue) -> Vec<Vec<u8>> {
     match (prop.searchable(), value) {

@@ -112,22 +112,14 @@ fn verify_scope(
         }
         expected.live.insert(record.ord);
         for (pid, value) in &record.props {
-            if let (crate::codec::StoredValue::Ref(target), Some(ty)) =
-                (value, catalog.by_pid(*pid).and_then(|p| p.target))
-            {
-                let target_scope = Scope { team: scope.team, ty };
-                let slot = crate::records::load(kv, target_scope, *target)?.map(|t| t.ord + 1);
+            let has_target = catalog.by_pid(*pid).is_some_and(|p| p.target.is_some());
+            if let (crate::codec::StoredValue::Ref(target), true) = (value, has_target) {
+                let slot = crate::records::target_slot(kv, scope, &catalog, *pid, *target)?;
                 expected.columns.insert((*pid, record.ord), slot);
             }
         }
-        for (pid, value) in &record.props {
-            let grams = catalog
-                .by_pid(*pid)
-                .map(|prop| index::gram_names(prop, value))
-                .unwrap_or_default();
-            for name in grams {
-                expected.grams.entry(name).or_default().insert(record.ord);
-            }
+        for name in index::record_gram_names(&catalog, &record, |_| true) {
+            expected.grams.entry(name).or_default().insert(record.ord);
         }
         for name in index::bitmaps_of(&catalog, &record) {
             expected.value_bitmaps.entry(name).or_default().insert(record.ord);

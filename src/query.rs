@@ -455,21 +455,8 @@ fn page_sorted(
     after: Option<&Cursor>,
     limit: usize,
 ) -> Result<Rows> {
-    let mut keyed = Vec::with_capacity(matches.len() as usize);
-    for ord in matches {
-        let id = ord_to_id(kv, scope, ord)?;
-        let record = load(kv, scope, id)?
-            .ok_or_else(|| Error::Internal(format!("ordinal {ord} points at a missing record")))?;
-        keyed.push((sorter.key(catalog, &record), id, record));
-    }
-    keyed.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    // The cursor is a bound: the page starts at the first key past it.
-    let start = after.map_or(0, |c| {
-        keyed.partition_point(|(key, id, _)| {
-            (key.as_slice(), *id) <= (c.sort_key.as_slice(), c.last_id)
-        })
-    });
-    keyed.drain(..start);
+    let key_of = |record: &StoredRecord| sorter.key(catalog, record);
+    let mut keyed = walk::sorted_after(kv, scope, matches, &key_of, after)?;
     let has_more = keyed.len() > limit;
     keyed.truncate(limit);
     let last_key = keyed

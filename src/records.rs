@@ -385,11 +385,16 @@ pub(crate) fn list(
 
 /// The id of the record with ordinal `ord`.
 pub(crate) fn ord_to_id(kv: &impl Kv, scope: Scope, ord: u32) -> Result<u128> {
-    kv.get_with(&scope.ord(ord), |v| {
-        v.try_into().ok().map(u128::from_be_bytes)
-    })?
-    .flatten()
-    .ok_or_else(|| Error::Internal(format!("ordinal {ord} has no id")))
+    ord_id(kv, scope, ord)?.ok_or_else(|| Error::Internal(format!("ordinal {ord} has no id")))
+}
+
+/// The id of the record with ordinal `ord`, or `None` if there is none (purged).
+fn ord_id(kv: &impl Kv, scope: Scope, ord: u32) -> Result<Option<u128>> {
+    Ok(kv
+        .get_with(&scope.ord(ord), |v| {
+            v.try_into().ok().map(u128::from_be_bytes)
+        })?
+        .flatten())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -564,12 +569,7 @@ fn add_grams(
     record: &StoredRecord,
     changed: impl Fn(u16) -> bool,
 ) -> Result<()> {
-    let mut names = Vec::new();
-    for (pid, value) in &record.props {
-        if let Some(prop) = catalog.by_pid(*pid).filter(|p| changed(p.pid)) {
-            names.extend(index::gram_names(prop, value));
-        }
-    }
+    let names = index::record_gram_names(catalog, record, changed);
     if names.is_empty() {
         return Ok(());
     }
@@ -592,26 +592,14 @@ pub(crate) fn fold_grams(tx: &mut Tx<'_, '_>) -> Result<()> {
             continue;
         }
         for ord in &pending {
-            let Some(id) = tx
-                .kv()
-                .get_with(&scope.ord(ord), |v| {
-                    v.try_into().ok().map(u128::from_be_bytes)
-                })?
-                .flatten()
-            else {
+            let Some(id) = ord_id(tx.kv(), scope, ord)? else {
                 continue; // purged since
             };
             let Some(record) = load(tx.kv(), scope, id)?.filter(StoredRecord::is_live) else {
                 continue;
             };
-            for (pid, value) in &record.props {
-                let names = catalog
-                    .by_pid(*pid)
-                    .map(|prop| index::gram_names(prop, value))
-                    .unwrap_or_default();
-                for name in names {
-                    tx.bitmap_set(scope, &name, ord, true)?;
-                }
+            for name in index::record_gram_names(&catalog, &record, |_| true) {
+                tx.bitmap_set(scope, &name, ord, true)?;
             }
         }
         tx.bitmap_drop(scope, keys::GRAM_PENDING)?;
@@ -628,14 +616,26 @@ fn column_slot(
     pid: u16,
     target: u128,
 ) -> Result<u32> {
+    Ok(target_slot(tx.kv(), scope, catalog, pid, target)?.unwrap_or(0))
+}
+
+/// The target ordinal + 1 of a reference from property `pid` to record `target`, or `None`
+/// when the property or the target record is gone.
+pub(crate) fn target_slot(
+    kv: &impl Kv,
+    scope: Scope,
+    catalog: &Catalog,
+    pid: u16,
+    target: u128,
+) -> Result<Option<u32>> {
     let Some(ty) = catalog.by_pid(pid).and_then(|p| p.target) else {
-        return Ok(0);
+        return Ok(None);
     };
     let target_scope = Scope {
         team: scope.team,
         ty,
     };
-    Ok(load(tx.kv(), target_scope, target)?.map_or(0, |t| t.ord + 1))
+    Ok(load(kv, target_scope, target)?.map(|t| t.ord + 1))
 }
 
 /// create: validates `input`, assigns an id and returns the new record.

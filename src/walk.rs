@@ -128,7 +128,8 @@ pub(crate) fn page(
         }
     }
     if !page.full() {
-        let missing = matches - with_value(kv, scope, walk)?;
+        let with_value = crate::eval::with_value(kv, scope, walk.prop.pid, walk.prop.kind)?;
+        let missing = matches - with_value;
         page.group(&missing, matches!(start, Start::Missing), true)?;
     }
     let has_more = page.rows.len() > limit;
@@ -170,23 +171,11 @@ impl<K: Kv> Page<'_, K> {
             }
             return Ok(());
         }
-        let mut keyed = Vec::with_capacity(ords.len() as usize);
-        for ord in ords {
-            let id = ord_to_id(self.kv, self.scope, ord)?;
-            let record = self.record(ord, id)?;
-            keyed.push(((self.key_of)(&record), id, record));
-        }
-        keyed.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        let skip = match (resumes, self.after) {
-            (true, Some(c)) => keyed.partition_point(|(key, id, _)| {
-                (key.as_slice(), *id) <= (c.sort_key.as_slice(), c.last_id)
-            }),
-            _ => 0,
-        };
+        let after = self.after.filter(|_| resumes);
+        let keyed = sorted_after(self.kv, self.scope, ords, self.key_of, after)?;
         self.rows.extend(
             keyed
                 .into_iter()
-                .skip(skip)
                 .take(want)
                 .map(|(_, id, record)| (id, record)),
         );
@@ -194,8 +183,7 @@ impl<K: Kv> Page<'_, K> {
     }
 
     fn record(&self, ord: u32, id: u128) -> Result<StoredRecord> {
-        load(self.kv, self.scope, id)?
-            .ok_or_else(|| Error::Internal(format!("ordinal {ord} points at a missing record")))
+        record_at(self.kv, self.scope, ord, id)
     }
 
     /// Walks the value index of the first key, one value (group) at a time.
@@ -213,8 +201,8 @@ impl<K: Kv> Page<'_, K> {
         };
         let mut current: Vec<u8> = Vec::new();
         let mut held = RoaringBitmap::new();
-        let mut failure = None;
-        self.kv.scan(
+        let kv = self.kv;
+        kv.scan(
             std::ops::Bound::Included(&start),
             std::ops::Bound::Excluded(&end),
             desc,
@@ -222,10 +210,7 @@ impl<K: Kv> Page<'_, K> {
                 let name = &key[..key.len().saturating_sub(4)];
                 if name != current.as_slice() {
                     if !current.is_empty() {
-                        if let Err(e) = self.index_group(&current, &mut held, at.as_deref()) {
-                            failure = Some(e);
-                            return Ok(false);
-                        }
+                        self.index_group(all.len(), &current, &mut held, at.as_deref())?;
                         if self.full() {
                             return Ok(false);
                         }
@@ -236,23 +221,22 @@ impl<K: Kv> Page<'_, K> {
                 Ok(true)
             },
         )?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
         if !current.is_empty() && !self.full() {
-            self.index_group(&current, &mut held, at.as_deref())?;
+            self.index_group(all.len(), &current, &mut held, at.as_deref())?;
         }
         Ok(())
     }
 
-    /// Adds one value index group (`name` is its full key prefix) and empties `held`.
+    /// Adds one value index group (`name` is its full key prefix, of which the first
+    /// `prefix_len` bytes are the index's own) and empties `held`.
     fn index_group(
         &mut self,
+        prefix_len: usize,
         name: &[u8],
         held: &mut RoaringBitmap,
         resume: Option<&[u8]>,
     ) -> Result<()> {
-        let form_len = name.len() - self.scope.bitmap_prefix(&index::index_prefix(0)).len();
+        let form_len = name.len() - prefix_len;
         let exact = !matches!(self.walk.prop.kind, Kind::Text | Kind::Phone | Kind::Url)
             || form_len < index::MAX_INDEXED_TEXT + 2;
         let group = std::mem::take(held);
@@ -293,18 +277,36 @@ impl<K: Kv> Page<'_, K> {
     }
 }
 
-/// The records holding any value of the walk's property.
-fn with_value(kv: &impl Kv, scope: Scope, walk: &Walk) -> Result<RoaringBitmap> {
-    match &walk.groups {
-        Groups::Index => crate::eval::with_value(kv, scope, &walk.prop),
-        Groups::Named(names) => {
-            let mut all = RoaringBitmap::new();
-            for name in names {
-                all |= bitmap::read(kv, scope, name)?;
-            }
-            Ok(all)
-        }
+/// The record with ordinal `ord` and id `id`, which must exist.
+fn record_at(kv: &impl Kv, scope: Scope, ord: u32, id: u128) -> Result<StoredRecord> {
+    load(kv, scope, id)?
+        .ok_or_else(|| Error::Internal(format!("ordinal {ord} points at a missing record")))
+}
+
+/// The records `ords` with their full sort keys (`key_of`), sorted by (key, id), from the
+/// first one past `after`: what a page sorted by keys reads, whole or one group of a walk.
+pub(crate) fn sorted_after(
+    kv: &impl Kv,
+    scope: Scope,
+    ords: &RoaringBitmap,
+    key_of: &dyn Fn(&StoredRecord) -> Vec<u8>,
+    after: Option<&Cursor>,
+) -> Result<Vec<(Vec<u8>, u128, StoredRecord)>> {
+    let mut keyed = Vec::with_capacity(ords.len() as usize);
+    for ord in ords {
+        let id = ord_to_id(kv, scope, ord)?;
+        let record = record_at(kv, scope, ord, id)?;
+        keyed.push((key_of(&record), id, record));
     }
+    keyed.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    // The cursor is a bound: the rows start at the first key past it.
+    let start = after.map_or(0, |c| {
+        keyed.partition_point(|(key, id, _)| {
+            (key.as_slice(), *id) <= (c.sort_key.as_slice(), c.last_id)
+        })
+    });
+    keyed.drain(..start);
+    Ok(keyed)
 }
 
 /// Where a cursor's sort key puts the walk: its first component is `0x01` (no value) or
