@@ -293,37 +293,94 @@ pub(crate) fn read_named(
     Ok(found)
 }
 
-/// Chunks changed by the current write transaction, not yet written: per bitmap (keyed by
-/// its key prefix, scope and name), the changed chunks by number. Hashing the bitmap's key
-/// once beats comparing it along a tree of every held chunk, which was 10% of a bulk load.
+/// Chunks changed by the current write transaction, not yet written.
+///
+/// A bit set in a fresh chunk (one that holds no stored ordinal, as in a bulk load) is only
+/// logged: the bitmap's key is interned to a number and `(number, ordinal)` pushed onto a
+/// list. Before anything else reads or changes the buffer, the list is sorted and folded
+/// into the held chunks, a bitmap at a time. Setting ~30 bits per new record straight into
+/// ~35,000 held bitmaps was cache-miss bound and 17% of a bulk load.
+///
+/// Held chunks are kept per bitmap (keyed by its key prefix: scope and name), by chunk
+/// number. Keys are hashed with foldhash rather than SipHash: they are ours, not an
+/// attacker's.
 #[derive(Default)]
 pub(crate) struct BitmapBuffer {
-    dirty: HashMap<Vec<u8>, BTreeMap<u32, RoaringBitmap>>,
+    dirty: HashMap<Vec<u8>, BTreeMap<u32, RoaringBitmap>, foldhash::fast::RandomState>,
+    /// The interned key prefixes of logged bitmaps, by number.
+    names: Vec<Vec<u8>>,
+    /// The number of each interned key prefix.
+    numbers: HashMap<Vec<u8>, u32, foldhash::fast::RandomState>,
+    /// Bits set in fresh chunks and not yet folded in: bitmap number << 32 | ordinal.
+    logged: Vec<u64>,
+    /// Per bitmap number, whether `logged` holds bits of it.
+    unsettled: Vec<bool>,
+    /// Scratch space for the key prefix of the bitmap being changed.
+    prefix: Vec<u8>,
 }
 
 impl BitmapBuffer {
-    /// The held chunk `chunk` of the bitmap at `prefix`, read from storage on first use
-    /// unless `fresh` (the caller knows nothing is stored there).
-    fn chunk_mut(
-        &mut self,
-        kv: &impl Kv,
-        prefix: Vec<u8>,
-        chunk: u32,
-        fresh: bool,
-    ) -> Result<&mut RoaringBitmap> {
-        let mut key = Vec::new();
-        if !fresh {
-            key = prefix.clone();
-            key.extend_from_slice(&chunk.to_be_bytes());
+    /// The held chunks of the bitmap whose key prefix is `prefix`, created empty if absent.
+    fn chunks_mut<'a>(
+        dirty: &'a mut HashMap<Vec<u8>, BTreeMap<u32, RoaringBitmap>, foldhash::fast::RandomState>,
+        prefix: &[u8],
+    ) -> &'a mut BTreeMap<u32, RoaringBitmap> {
+        if !dirty.contains_key(prefix) {
+            dirty.insert(prefix.to_vec(), BTreeMap::new());
         }
-        Ok(match self.dirty.entry(prefix).or_default().entry(chunk) {
-            Entry::Occupied(held) => held.into_mut(),
-            Entry::Vacant(new) if fresh => new.insert(RoaringBitmap::new()),
-            Entry::Vacant(new) => {
-                let stored = kv.get_with(&key, |v| decode_chunk(chunk, v))?.transpose()?;
-                new.insert(stored.unwrap_or_default())
+        dirty.entry(prefix.to_vec()).or_default()
+    }
+
+    /// The held chunk `chunk` of the bitmap whose key prefix is in `self.prefix`, read from
+    /// storage on first use.
+    fn chunk_mut(&mut self, kv: &impl Kv, chunk: u32) -> Result<&mut RoaringBitmap> {
+        self.settle();
+        let prefix = &self.prefix;
+        Ok(
+            match Self::chunks_mut(&mut self.dirty, prefix).entry(chunk) {
+                Entry::Occupied(held) => held.into_mut(),
+                Entry::Vacant(new) => {
+                    let mut key = prefix.clone();
+                    key.extend_from_slice(&chunk.to_be_bytes());
+                    let stored = kv.get_with(&key, |v| decode_chunk(chunk, v))?.transpose()?;
+                    new.insert(stored.unwrap_or_default())
+                }
+            },
+        )
+    }
+
+    /// Folds the logged bits into the held chunks, a bitmap and a chunk at a time.
+    fn settle(&mut self) {
+        if self.logged.is_empty() {
+            return;
+        }
+        self.logged.sort_unstable();
+        let mut rest = self.logged.as_slice();
+        while let Some(&first) = rest.first() {
+            let number = first >> 32;
+            let ends = rest.partition_point(|bit| bit >> 32 == number);
+            let chunks = Self::chunks_mut(&mut self.dirty, &self.names[number as usize]);
+            for run in rest[..ends].chunk_by(|a, b| chunk_of(*a as u32) == chunk_of(*b as u32)) {
+                let ords = RoaringBitmap::from_sorted_iter(run.iter().map(|bit| *bit as u32));
+                *chunks.entry(chunk_of(run[0] as u32)).or_default() |= ords.unwrap_or_default();
             }
-        })
+            rest = &rest[ends..];
+        }
+        self.logged.clear();
+        self.unsettled.iter_mut().for_each(|flag| *flag = false);
+    }
+
+    /// Whether bits of the bitmap at `prefix` are logged and not folded in yet.
+    fn is_unsettled(&self, prefix: &[u8]) -> bool {
+        self.numbers
+            .get(prefix)
+            .is_some_and(|number| self.unsettled[*number as usize])
+    }
+
+    /// Puts the key prefix of bitmap `name` of `scope` into the scratch buffer.
+    fn set_prefix(&mut self, scope: Scope, name: &[u8]) {
+        self.prefix.clear();
+        scope.write_bitmap_prefix(name, &mut self.prefix);
     }
 
     /// Sets bit `ord` of bitmap `name`; `fresh` says its chunk holds no stored ordinal.
@@ -335,23 +392,39 @@ impl BitmapBuffer {
         ord: u32,
         fresh: bool,
     ) -> Result<()> {
-        let prefix = scope.bitmap_prefix(name);
-        self.chunk_mut(kv, prefix, chunk_of(ord), fresh)?
-            .insert(ord);
+        self.set_prefix(scope, name);
+        if !fresh {
+            self.chunk_mut(kv, chunk_of(ord))?.insert(ord);
+            return Ok(());
+        }
+        let number = match self.numbers.get(self.prefix.as_slice()) {
+            Some(number) => *number,
+            None => {
+                let number = self.names.len() as u32;
+                self.names.push(self.prefix.clone());
+                self.numbers.insert(self.prefix.clone(), number);
+                self.unsettled.push(false);
+                number
+            }
+        };
+        self.unsettled[number as usize] = true;
+        self.logged.push(u64::from(number) << 32 | u64::from(ord));
         Ok(())
     }
 
     /// Clears bit `ord` of bitmap `name`.
     pub fn remove(&mut self, kv: &impl Kv, scope: Scope, name: &[u8], ord: u32) -> Result<()> {
-        let prefix = scope.bitmap_prefix(name);
-        self.chunk_mut(kv, prefix, chunk_of(ord), false)?
-            .remove(ord);
+        self.set_prefix(scope, name);
+        self.chunk_mut(kv, chunk_of(ord))?.remove(ord);
         Ok(())
     }
 
     /// Reads the whole bitmap `name` as this transaction sees it.
-    pub fn read(&self, kv: &impl Kv, scope: Scope, name: &[u8]) -> Result<RoaringBitmap> {
+    pub fn read(&mut self, kv: &impl Kv, scope: Scope, name: &[u8]) -> Result<RoaringBitmap> {
         let prefix = scope.bitmap_prefix(name);
+        if self.is_unsettled(&prefix) {
+            self.settle();
+        }
         let mut full = read(kv, scope, name)?;
         for (number, chunk) in self.dirty.get(&prefix).into_iter().flatten() {
             let base = number << CHUNK_BITS;
@@ -368,6 +441,7 @@ impl BitmapBuffer {
         scope: Scope,
         name_prefix: &[u8],
     ) -> Result<()> {
+        self.settle();
         let prefix = scope.bitmap_prefix(name_prefix);
         self.dirty.retain(|key, _| !key.starts_with(&prefix));
         writer.delete_prefix(&prefix)
@@ -376,6 +450,7 @@ impl BitmapBuffer {
     /// Writes every changed chunk in key order (an empty chunk is deleted) and empties the
     /// buffer.
     pub fn flush(&mut self, writer: &mut Writer<'_>) -> Result<()> {
+        self.settle();
         let mut held: Vec<_> = std::mem::take(&mut self.dirty).into_iter().collect();
         held.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (prefix, chunks) in held {
@@ -396,6 +471,77 @@ impl BitmapBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One change or read of a [`BitmapBuffer`] in the proptest below.
+    #[derive(Clone, Debug)]
+    enum BufferOp {
+        Set { name: u8, ord: u32 },
+        Clear { name: u8, ord: u32 },
+        Read { name: u8 },
+    }
+
+    fn buffer_op() -> impl proptest::strategy::Strategy<Value = BufferOp> {
+        use proptest::prelude::*;
+        let name = 0u8..4;
+        let ord = 0u32..3 * 4096;
+        prop_oneof![
+            4 => (name.clone(), ord.clone()).prop_map(|(name, ord)| BufferOp::Set { name, ord }),
+            1 => (name.clone(), ord).prop_map(|(name, ord)| BufferOp::Clear { name, ord }),
+            1 => name.prop_map(|name| BufferOp::Read { name }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Bits logged for fresh chunks, bits set in stored chunks, cleared bits and reads
+        /// in between all agree with a plain set per bitmap, before and after the flush.
+        #[test]
+        fn held_chunks_agree_with_a_model(
+            stored in proptest::collection::vec((0u8..4, 0u32..4096), 0..40),
+            ops in proptest::collection::vec(buffer_op(), 1..300),
+        ) {
+            use crate::model::ObjectType;
+            use std::collections::BTreeSet;
+            let scope = Scope { team: 1, ty: ObjectType::Contact };
+            let store = crate::storage::Store::in_memory().unwrap();
+            let mut model: BTreeMap<u8, BTreeSet<u32>> = BTreeMap::new();
+            store.write(crate::storage::Durability::Immediate, |writer| {
+                let mut buffer = BitmapBuffer::default();
+                for (name, ord) in &stored {
+                    buffer.insert(writer, scope, &[*name], *ord, false)?;
+                    model.entry(*name).or_default().insert(*ord);
+                }
+                buffer.flush(writer)
+            }).unwrap();
+            store.write(crate::storage::Durability::Immediate, |writer| {
+                let mut buffer = BitmapBuffer::default();
+                for op in &ops {
+                    match *op {
+                        BufferOp::Set { name, ord } => {
+                            // Chunk 0 holds stored bits; chunks 1 and 2 are fresh.
+                            buffer.insert(writer, scope, &[name], ord, chunk_of(ord) > 0)?;
+                            model.entry(name).or_default().insert(ord);
+                        }
+                        BufferOp::Clear { name, ord } => {
+                            buffer.remove(writer, scope, &[name], ord)?;
+                            model.entry(name).or_default().remove(&ord);
+                        }
+                        BufferOp::Read { name } => {
+                            let held: Vec<u32> = buffer.read(writer, scope, &[name])?.iter().collect();
+                            let want: Vec<u32> = model.get(&name).into_iter().flatten().copied().collect();
+                            assert_eq!(held, want, "read of {name}");
+                        }
+                    }
+                }
+                buffer.flush(writer)
+            }).unwrap();
+            let reader = store.read().unwrap();
+            for name in 0u8..4 {
+                let stored: Vec<u32> = read(&reader, scope, &[name]).unwrap().iter().collect();
+                let want: Vec<u32> = model.get(&name).into_iter().flatten().copied().collect();
+                proptest::prop_assert_eq!(stored, want, "stored {}", name);
+            }
+        }
+    }
 
     #[test]
     fn chunks_round_trip_in_both_layouts() {

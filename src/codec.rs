@@ -252,6 +252,19 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<StoredRecord> {
     Ok(record)
 }
 
+/// The ordinal of the stored record in `bytes`, read without decoding the rest (the first
+/// field of the record's MessagePack array). Damaged bytes give an `internal` error.
+pub(crate) fn record_ord(bytes: &[u8]) -> Result<u32> {
+    let damaged = |why: &str| Error::Internal(format!("stored record is damaged: {why}"));
+    is_trashed(bytes)?;
+    let mut body = &bytes[2.min(bytes.len())..];
+    let fields = rmp::decode::read_array_len(&mut body).map_err(|_| damaged("no field array"))?;
+    if fields == 0 {
+        return Err(damaged("no ordinal"));
+    }
+    rmp::decode::read_int(&mut body).map_err(|_| damaged("ordinal is not a u32"))
+}
+
 /// Whether the stored record in `bytes` is in the trash, read from its header alone.
 pub(crate) fn is_trashed(bytes: &[u8]) -> Result<bool> {
     let damaged = |why: String| Error::Internal(format!("stored record is damaged: {why}"));
@@ -283,6 +296,16 @@ mod tests {
                 (4, StoredValue::Ref(u128::MAX)),
             ],
         }
+    }
+
+    #[test]
+    fn record_ord_reads_the_ordinal_alone() {
+        let bytes = encode_record(&sample()).unwrap();
+        assert_eq!(record_ord(&bytes).unwrap(), 7);
+        for cut in 0..4 {
+            assert!(record_ord(&bytes[..cut]).is_err(), "{cut} bytes");
+        }
+        assert!(record_ord(&[RECORD_FORMAT, 0, 0x91, 0xc0]).is_err());
     }
 
     #[test]

@@ -115,9 +115,17 @@ impl Scope {
 
     /// The prefix of all chunks of bitmap `name`.
     pub fn bitmap_prefix(self, name: &[u8]) -> Vec<u8> {
-        let mut key = self.prefix(BITMAP);
-        key.extend_from_slice(name);
+        let mut key = Vec::with_capacity(8 + name.len());
+        self.write_bitmap_prefix(name, &mut key);
         key
+    }
+
+    /// Appends the prefix of all chunks of bitmap `name` to `key`.
+    pub fn write_bitmap_prefix(self, name: &[u8], key: &mut Vec<u8>) {
+        key.push(BITMAP);
+        key.extend_from_slice(&self.team.to_be_bytes());
+        key.push(self.ty.code());
+        key.extend_from_slice(name);
     }
 }
 

@@ -10,7 +10,7 @@ use uuid::{NoContext, Timestamp, Uuid};
 
 use crate::access;
 use crate::codec::{
-    decode_record, decode_value, encode_record, is_trashed, StoredRecord, StoredValue,
+    decode_record, decode_value, encode_record, is_trashed, record_ord, StoredRecord, StoredValue,
 };
 use crate::error::{Error, Result};
 use crate::index;
@@ -635,7 +635,9 @@ pub(crate) fn target_slot(
         team: scope.team,
         ty,
     };
-    Ok(load(kv, target_scope, target)?.map(|t| t.ord + 1))
+    kv.get_with(&target_scope.record(target), record_ord)?
+        .transpose()
+        .map(|ord| ord.map(|ord| ord + 1))
 }
 
 /// create: validates `input`, assigns an id and returns the new record.

@@ -1,6 +1,7 @@
 //! Transaction views: what a read sees (a storage snapshot) and what a write sees (its own
 //! pending changes on top), behind one [`View`] trait so each operation is written once.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -340,7 +341,8 @@ impl View for ReadView<'_> {
 pub(crate) struct Tx<'w, 't> {
     writer: &'w mut Writer<'t>,
     shared: &'w Shared,
-    bitmaps: BitmapBuffer,
+    /// Held bitmap chunks; in a cell because reading one may first fold logged bits in.
+    bitmaps: RefCell<BitmapBuffer>,
     columns: ColumnBuffer,
     /// Per scope, the stored next ordinal when the transaction began: chunks and blocks
     /// from there on hold only this transaction's records (see [`Tx::bitmap_set`]).
@@ -363,7 +365,7 @@ impl<'w, 't> Tx<'w, 't> {
         Tx {
             writer,
             shared,
-            bitmaps: BitmapBuffer::default(),
+            bitmaps: RefCell::default(),
             columns: ColumnBuffer::default(),
             stored_ends: HashMap::new(),
             bitmaps_flushed: false,
@@ -406,9 +408,13 @@ impl<'w, 't> Tx<'w, 't> {
     pub fn bitmap_set(&mut self, scope: Scope, name: &[u8], ord: u32, on: bool) -> Result<()> {
         if on {
             let fresh = self.is_fresh(scope, ord)?;
-            self.bitmaps.insert(&*self.writer, scope, name, ord, fresh)
+            self.bitmaps
+                .get_mut()
+                .insert(&*self.writer, scope, name, ord, fresh)
         } else {
-            self.bitmaps.remove(&*self.writer, scope, name, ord)
+            self.bitmaps
+                .get_mut()
+                .remove(&*self.writer, scope, name, ord)
         }
     }
 
@@ -463,12 +469,14 @@ impl<'w, 't> Tx<'w, 't> {
     pub fn flush_bitmaps(&mut self) -> Result<()> {
         self.bitmaps_flushed = true;
         self.columns.flush(self.writer)?;
-        self.bitmaps.flush(self.writer)
+        self.bitmaps.get_mut().flush(self.writer)
     }
 
     /// Deletes every bitmap of `scope` whose name starts with `name_prefix`.
     pub fn bitmap_drop(&mut self, scope: Scope, name_prefix: &[u8]) -> Result<()> {
-        self.bitmaps.drop_prefix(self.writer, scope, name_prefix)
+        self.bitmaps
+            .get_mut()
+            .drop_prefix(self.writer, scope, name_prefix)
     }
 
     /// Replaces the counters of `scope` (written when the transaction ends) and marks the
@@ -498,7 +506,7 @@ impl<'w, 't> Tx<'w, 't> {
     /// Writes the held changes; returns the teams this transaction numbered, for the cache
     /// once the commit has succeeded.
     pub fn finish(mut self) -> Result<Vec<(Uuid, u32)>> {
-        self.bitmaps.flush(self.writer)?;
+        self.bitmaps.get_mut().flush(self.writer)?;
         self.columns.flush(self.writer)?;
         for (scope, counters) in std::mem::take(&mut self.counters) {
             self.writer
@@ -527,7 +535,7 @@ impl<'t> View for Tx<'_, 't> {
     }
 
     fn bitmap(&self, scope: Scope, name: &[u8]) -> Result<RoaringBitmap> {
-        self.bitmaps.read(&*self.writer, scope, name)
+        self.bitmaps.borrow_mut().read(&*self.writer, scope, name)
     }
 
     fn pending_catalog(&self, team: Uuid, ty: ObjectType) -> Option<Arc<Catalog>> {
