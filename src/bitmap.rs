@@ -9,7 +9,9 @@
 //! a [`BitmapBuffer`] and written once, in key order, when the transaction ends.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
 
 use roaring::RoaringBitmap;
 
@@ -293,26 +295,40 @@ pub(crate) fn read_named(
     Ok(found)
 }
 
+/// The stored chunk `chunk` of the bitmap whose key prefix is `prefix` (empty if none).
+fn read_chunk(kv: &impl Kv, prefix: &[u8], chunk: u32) -> Result<RoaringBitmap> {
+    let mut key = Vec::with_capacity(prefix.len() + 4);
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(&chunk.to_be_bytes());
+    Ok(kv
+        .get_with(&key, |v| decode_chunk(chunk, v))?
+        .transpose()?
+        .unwrap_or_default())
+}
+
 /// Chunks changed by the current write transaction, not yet written.
 ///
-/// A bit set in a fresh chunk (one that holds no stored ordinal, as in a bulk load) is only
-/// logged: the bitmap's key is interned to a number and `(number, ordinal)` pushed onto a
-/// list. Before anything else reads or changes the buffer, the list is sorted and folded
-/// into the held chunks, a bitmap at a time. Setting ~30 bits per new record straight into
-/// ~35,000 held bitmaps was cache-miss bound and 17% of a bulk load.
+/// Setting a bit only logs it: the bitmap's key is interned to a number and `(number,
+/// ordinal)` pushed onto a list. Before anything reads the buffer, clears a bit or writes
+/// it out, the list is sorted and folded into the held chunks a bitmap at a time; a chunk
+/// that may hold stored bits (below the stored records' end) is read from storage then,
+/// once, in key order. Setting ~30 bits per new record straight into ~35,000 held bitmaps,
+/// with a storage read at each first touch, was cache-miss bound and a fifth of a bulk load.
 ///
 /// Held chunks are kept per bitmap (keyed by its key prefix: scope and name), by chunk
-/// number. Keys are hashed with foldhash rather than SipHash: they are ours, not an
-/// attacker's.
+/// number, in hashbrown maps (foldhash: the keys are ours, not an attacker's; `entry_ref`
+/// copies a key only when it is new).
 #[derive(Default)]
 pub(crate) struct BitmapBuffer {
-    dirty: HashMap<Vec<u8>, BTreeMap<u32, RoaringBitmap>, foldhash::fast::RandomState>,
+    dirty: HashMap<Vec<u8>, BTreeMap<u32, RoaringBitmap>>,
     /// The interned key prefixes of logged bitmaps, by number.
     names: Vec<Vec<u8>>,
     /// The number of each interned key prefix.
-    numbers: HashMap<Vec<u8>, u32, foldhash::fast::RandomState>,
-    /// Bits set in fresh chunks and not yet folded in: bitmap number << 32 | ordinal.
+    numbers: HashMap<Vec<u8>, u32>,
+    /// Bits set and not yet folded in: bitmap number << 32 | ordinal.
     logged: Vec<u64>,
+    /// Chunks of logged bits that may hold stored bits: bitmap number << 32 | chunk.
+    stale: Vec<u64>,
     /// Per bitmap number, whether `logged` holds bits of it.
     unsettled: Vec<bool>,
     /// Scratch space for the key prefix of the bitmap being changed.
@@ -320,54 +336,75 @@ pub(crate) struct BitmapBuffer {
 }
 
 impl BitmapBuffer {
-    /// The held chunks of the bitmap whose key prefix is `prefix`, created empty if absent.
-    fn chunks_mut<'a>(
-        dirty: &'a mut HashMap<Vec<u8>, BTreeMap<u32, RoaringBitmap>, foldhash::fast::RandomState>,
-        prefix: &[u8],
-    ) -> &'a mut BTreeMap<u32, RoaringBitmap> {
-        if !dirty.contains_key(prefix) {
-            dirty.insert(prefix.to_vec(), BTreeMap::new());
-        }
-        dirty.entry(prefix.to_vec()).or_default()
-    }
-
     /// The held chunk `chunk` of the bitmap whose key prefix is in `self.prefix`, read from
     /// storage on first use.
     fn chunk_mut(&mut self, kv: &impl Kv, chunk: u32) -> Result<&mut RoaringBitmap> {
-        self.settle();
+        self.settle(kv)?;
         let prefix = &self.prefix;
         Ok(
-            match Self::chunks_mut(&mut self.dirty, prefix).entry(chunk) {
+            match self
+                .dirty
+                .entry_ref(prefix.as_slice())
+                .or_default()
+                .entry(chunk)
+            {
                 Entry::Occupied(held) => held.into_mut(),
-                Entry::Vacant(new) => {
-                    let mut key = prefix.clone();
-                    key.extend_from_slice(&chunk.to_be_bytes());
-                    let stored = kv.get_with(&key, |v| decode_chunk(chunk, v))?.transpose()?;
-                    new.insert(stored.unwrap_or_default())
-                }
+                Entry::Vacant(new) => new.insert(read_chunk(kv, prefix, chunk)?),
             },
         )
     }
 
     /// Folds the logged bits into the held chunks, a bitmap and a chunk at a time.
-    fn settle(&mut self) {
+    fn settle(&mut self, kv: &impl Kv) -> Result<()> {
         if self.logged.is_empty() {
-            return;
+            return Ok(());
         }
+        self.read_stale(kv)?;
         self.logged.sort_unstable();
+        self.logged.dedup();
         let mut rest = self.logged.as_slice();
         while let Some(&first) = rest.first() {
             let number = first >> 32;
             let ends = rest.partition_point(|bit| bit >> 32 == number);
-            let chunks = Self::chunks_mut(&mut self.dirty, &self.names[number as usize]);
+            let name = self.names[number as usize].as_slice();
+            let chunks = self.dirty.entry_ref(name).or_default();
             for run in rest[..ends].chunk_by(|a, b| chunk_of(*a as u32) == chunk_of(*b as u32)) {
-                let ords = RoaringBitmap::from_sorted_iter(run.iter().map(|bit| *bit as u32));
-                *chunks.entry(chunk_of(run[0] as u32)).or_default() |= ords.unwrap_or_default();
+                let ords = RoaringBitmap::from_sorted_iter(run.iter().map(|bit| *bit as u32))
+                    .map_err(|e| Error::Internal(format!("bitmap buffer: {e}")))?;
+                *chunks.entry(chunk_of(run[0] as u32)).or_default() |= ords;
             }
             rest = &rest[ends..];
         }
         self.logged.clear();
         self.unsettled.iter_mut().for_each(|flag| *flag = false);
+        Ok(())
+    }
+
+    /// Reads into the held chunks every stale chunk not held yet, in key order.
+    fn read_stale(&mut self, kv: &impl Kv) -> Result<()> {
+        let mut wanted: Vec<(&[u8], u32)> = Vec::new();
+        for stale in &self.stale {
+            let name = self.names[(stale >> 32) as usize].as_slice();
+            let chunk = *stale as u32;
+            if !self
+                .dirty
+                .get(name)
+                .is_some_and(|held| held.contains_key(&chunk))
+            {
+                wanted.push((name, chunk));
+            }
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        for (name, chunk) in wanted {
+            let stored = read_chunk(kv, name, chunk)?;
+            self.dirty
+                .entry_ref(name)
+                .or_default()
+                .insert(chunk, stored);
+        }
+        self.stale.clear();
+        Ok(())
     }
 
     /// Whether bits of the bitmap at `prefix` are logged and not folded in yet.
@@ -383,33 +420,29 @@ impl BitmapBuffer {
         scope.write_bitmap_prefix(name, &mut self.prefix);
     }
 
-    /// Sets bit `ord` of bitmap `name`; `fresh` says its chunk holds no stored ordinal.
-    pub fn insert(
-        &mut self,
-        kv: &impl Kv,
-        scope: Scope,
-        name: &[u8],
-        ord: u32,
-        fresh: bool,
-    ) -> Result<()> {
-        self.set_prefix(scope, name);
-        if !fresh {
-            self.chunk_mut(kv, chunk_of(ord))?.insert(ord);
-            return Ok(());
+    /// The interned number of the bitmap whose key prefix is in `self.prefix`.
+    fn number(&mut self) -> u32 {
+        if let Some(number) = self.numbers.get(self.prefix.as_slice()) {
+            return *number;
         }
-        let number = match self.numbers.get(self.prefix.as_slice()) {
-            Some(number) => *number,
-            None => {
-                let number = self.names.len() as u32;
-                self.names.push(self.prefix.clone());
-                self.numbers.insert(self.prefix.clone(), number);
-                self.unsettled.push(false);
-                number
-            }
-        };
+        let number = self.names.len() as u32;
+        self.names.push(self.prefix.clone());
+        self.numbers.insert(self.prefix.clone(), number);
+        self.unsettled.push(false);
+        number
+    }
+
+    /// Sets bit `ord` of bitmap `name`; `fresh` says its chunk holds no stored ordinal (so
+    /// it need not be read).
+    pub fn insert(&mut self, scope: Scope, name: &[u8], ord: u32, fresh: bool) {
+        self.set_prefix(scope, name);
+        let number = self.number();
         self.unsettled[number as usize] = true;
         self.logged.push(u64::from(number) << 32 | u64::from(ord));
-        Ok(())
+        if !fresh {
+            self.stale
+                .push(u64::from(number) << 32 | u64::from(chunk_of(ord)));
+        }
     }
 
     /// Clears bit `ord` of bitmap `name`.
@@ -423,7 +456,7 @@ impl BitmapBuffer {
     pub fn read(&mut self, kv: &impl Kv, scope: Scope, name: &[u8]) -> Result<RoaringBitmap> {
         let prefix = scope.bitmap_prefix(name);
         if self.is_unsettled(&prefix) {
-            self.settle();
+            self.settle(kv)?;
         }
         let mut full = read(kv, scope, name)?;
         for (number, chunk) in self.dirty.get(&prefix).into_iter().flatten() {
@@ -441,7 +474,7 @@ impl BitmapBuffer {
         scope: Scope,
         name_prefix: &[u8],
     ) -> Result<()> {
-        self.settle();
+        self.settle(writer)?;
         let prefix = scope.bitmap_prefix(name_prefix);
         self.dirty.retain(|key, _| !key.starts_with(&prefix));
         writer.delete_prefix(&prefix)
@@ -450,7 +483,7 @@ impl BitmapBuffer {
     /// Writes every changed chunk in key order (an empty chunk is deleted) and empties the
     /// buffer.
     pub fn flush(&mut self, writer: &mut Writer<'_>) -> Result<()> {
-        self.settle();
+        self.settle(writer)?;
         let mut held: Vec<_> = std::mem::take(&mut self.dirty).into_iter().collect();
         held.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (prefix, chunks) in held {
@@ -507,7 +540,7 @@ mod tests {
             store.write(crate::storage::Durability::Immediate, |writer| {
                 let mut buffer = BitmapBuffer::default();
                 for (name, ord) in &stored {
-                    buffer.insert(writer, scope, &[*name], *ord, false)?;
+                    buffer.insert(scope, &[*name], *ord, false);
                     model.entry(*name).or_default().insert(*ord);
                 }
                 buffer.flush(writer)
@@ -518,7 +551,7 @@ mod tests {
                     match *op {
                         BufferOp::Set { name, ord } => {
                             // Chunk 0 holds stored bits; chunks 1 and 2 are fresh.
-                            buffer.insert(writer, scope, &[name], ord, chunk_of(ord) > 0)?;
+                            buffer.insert(scope, &[name], ord, chunk_of(ord) > 0);
                             model.entry(name).or_default().insert(ord);
                         }
                         BufferOp::Clear { name, ord } => {

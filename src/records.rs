@@ -560,8 +560,10 @@ const GRAM_FOLD_AT: u64 = 64;
 /// Adds `record` to the trigram bitmaps of its searchable properties that `changed` picks.
 /// A record in a chunk only this transaction wrote (a bulk load) gets its bits at once;
 /// any other is marked pending and folded in later (a write then changes one row instead
-/// of one per trigram, as PostgreSQL's GIN pending list does). Trigram bitmaps only gain
-/// bits: a superset is enough, since every candidate is checked on its record.
+/// of one per trigram, as PostgreSQL's GIN pending list does), unless the transaction has
+/// already marked enough records to fold them at its end: then it gets its bits at once
+/// too, rather than being read back for the fold. Trigram bitmaps only gain bits: a
+/// superset is enough, since every candidate is checked on its record.
 fn add_grams(
     tx: &mut Tx<'_, '_>,
     scope: Scope,
@@ -573,7 +575,7 @@ fn add_grams(
     if names.is_empty() {
         return Ok(());
     }
-    if !tx.is_fresh(scope, record.ord)? {
+    if !tx.is_fresh(scope, record.ord)? && tx.grams_pended(scope) < GRAM_FOLD_AT {
         return tx.gram_pending(scope, catalog, record.ord);
     }
     for name in names {

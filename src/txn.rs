@@ -351,7 +351,7 @@ pub(crate) struct Tx<'w, 't> {
     /// block is read before its first change).
     bitmaps_flushed: bool,
     /// Scopes whose pending trigram bitmap this transaction added to, with their catalog.
-    gram_scopes: HashMap<Scope, Arc<Catalog>>,
+    gram_scopes: HashMap<Scope, (Arc<Catalog>, u64)>,
     counters: BTreeMap<Scope, Counters>,
     catalogs: HashMap<(Uuid, ObjectType), Arc<Catalog>>,
     new_teams: Vec<(Uuid, u32)>,
@@ -408,9 +408,8 @@ impl<'w, 't> Tx<'w, 't> {
     pub fn bitmap_set(&mut self, scope: Scope, name: &[u8], ord: u32, on: bool) -> Result<()> {
         if on {
             let fresh = self.is_fresh(scope, ord)?;
-            self.bitmaps
-                .get_mut()
-                .insert(&*self.writer, scope, name, ord, fresh)
+            self.bitmaps.get_mut().insert(scope, name, ord, fresh);
+            Ok(())
         } else {
             self.bitmaps
                 .get_mut()
@@ -430,13 +429,22 @@ impl<'w, 't> Tx<'w, 't> {
     pub fn gram_pending(&mut self, scope: Scope, catalog: &Catalog, ord: u32) -> Result<()> {
         self.gram_scopes
             .entry(scope)
-            .or_insert_with(|| Arc::new(catalog.clone()));
+            .or_insert_with(|| (Arc::new(catalog.clone()), 0))
+            .1 += 1;
         self.bitmap_set(scope, keys::GRAM_PENDING, ord, true)
+    }
+
+    /// How many records this transaction marked as pending in `scope` so far.
+    pub fn grams_pended(&self, scope: Scope) -> u64 {
+        self.gram_scopes.get(&scope).map_or(0, |(_, count)| *count)
     }
 
     /// The scopes whose pending trigram bitmap grew in this transaction, with catalogs.
     pub fn take_gram_scopes(&mut self) -> Vec<(Scope, Arc<Catalog>)> {
-        self.gram_scopes.drain().collect()
+        self.gram_scopes
+            .drain()
+            .map(|(scope, (catalog, _))| (scope, catalog))
+            .collect()
     }
 
     /// The stored next ordinal of `scope` when the transaction began.

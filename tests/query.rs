@@ -836,6 +836,17 @@ fn substring_filters_see_pending_and_folded_trigrams() {
         db.patch(&me, C, *id, &input(props)).unwrap();
     }
     check("renamed");
+    // One batch renaming more records than the fold threshold: the first ones are marked
+    // pending, the later ones get their trigram bits at once, and the batch folds.
+    db.write_batch(&me, |batch| {
+        for (i, id) in ids.iter().enumerate().skip(1).step_by(2) {
+            let props = json!({"city": format!("{} {i}", words[(i + 1) % words.len()])});
+            batch.patch(C, *id, &input(props))?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    check("renamed in one batch");
     for id in ids.iter().step_by(4) {
         db.delete(&me, C, *id).unwrap();
     }
