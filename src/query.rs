@@ -20,7 +20,7 @@ use crate::index;
 use crate::keys::{self, Scope};
 use crate::model::{ObjectType, Principal};
 use crate::record::Page;
-use crate::records::{self, load, ord_to_id};
+use crate::records::{self, records_at};
 use crate::schema::{Catalog, Kind};
 use crate::storage::{prefix_end, Kv};
 use crate::txn::View;
@@ -421,24 +421,21 @@ fn page_by_id(
     let mut rows = Vec::with_capacity(limit + 1);
     let mut targets = HashMap::new();
     let last = matches.max().unwrap_or(0);
-    'windows: for window in (from >> 16)..=(last >> 16) {
+    for window in (from >> 16)..=(last >> 16) {
         let span = (window << 16).max(from)..=(window << 16 | 0xffff);
         let narrowed = narrow(window)?;
         let candidates: Box<dyn Iterator<Item = u32>> = match &narrowed {
             Some(narrowed) => Box::new(narrowed.range(span).filter(|ord| matches.contains(*ord))),
             None => Box::new(matches.range(span)),
         };
-        for ord in candidates {
-            let id = ord_to_id(kv, scope, ord)?;
-            let record = load(kv, scope, id)?.ok_or_else(|| {
-                Error::Internal(format!("ordinal {ord} points at a missing record"))
-            })?;
+        records_at(kv, scope, candidates, |_, id, record| {
             if check(&record, &mut targets)? {
                 rows.push((id, record));
-                if rows.len() > limit {
-                    break 'windows;
-                }
             }
+            Ok(rows.len() <= limit)
+        })?;
+        if rows.len() > limit {
+            break;
         }
     }
     let has_more = rows.len() > limit;
