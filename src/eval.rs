@@ -16,7 +16,7 @@ use roaring::RoaringBitmap;
 use uuid::Uuid;
 
 use crate::bitmap;
-use crate::codec::{StoredRecord, StoredValue};
+use crate::codec::{decode_value, StoredRecord, StoredValue};
 use crate::column;
 use crate::error::Result;
 use crate::filter::{Field, Filter, Op};
@@ -302,15 +302,14 @@ impl<V: View> Evaluator<'_, V> {
                 found |= candidates;
                 continue;
             }
-            for ord in &candidates {
-                let id = ord_to_id(kv, scope, ord)?;
-                let holds = load(kv, scope, id)?
-                    .and_then(|r| r.value(prop.pid).cloned())
+            records::records_at(kv, scope, candidates.iter(), |ord, _, bytes| {
+                let holds = decode_value(bytes, prop.pid)?
                     .is_some_and(|stored| index::values_equal(prop.kind, &stored, value));
                 if holds {
                     found.insert(ord);
                 }
-            }
+                Ok(true)
+            })?;
         }
         Ok(found)
     }
@@ -340,25 +339,14 @@ impl<V: View> Evaluator<'_, V> {
             records::each_record(kv, scope, |_, record| check(record))?;
         } else if let Field::Prop { pid, kind } = field {
             // One property: decode only its value.
-            for ord in domain {
-                let id = ord_to_id(kv, scope, ord)?;
-                let stored = kv.get_with(&scope.record(id), |bytes| {
-                    crate::codec::decode_value(bytes, *pid)
-                })?;
-                let Some(value) = stored.transpose()? else {
-                    continue; // no such record
-                };
-                if value_matches(*kind, value.as_ref(), op) {
+            records::records_at(kv, scope, domain.iter(), |ord, _, bytes| {
+                if value_matches(*kind, decode_value(bytes, *pid)?.as_ref(), op) {
                     found.insert(ord);
                 }
-            }
+                Ok(true)
+            })?;
         } else {
-            for ord in domain {
-                let id = ord_to_id(kv, scope, ord)?;
-                if let Some(record) = load(kv, scope, id)? {
-                    check(record)?;
-                }
-            }
+            records::decoded_at(kv, scope, domain.iter(), |_, _, record| check(record))?;
         }
         Ok(found)
     }

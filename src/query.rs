@@ -20,7 +20,7 @@ use crate::index;
 use crate::keys::{self, Scope};
 use crate::model::{ObjectType, Principal};
 use crate::record::Page;
-use crate::records::{self, records_at};
+use crate::records::{self, decoded_at};
 use crate::schema::{Catalog, Kind};
 use crate::storage::{prefix_end, Kv};
 use crate::txn::View;
@@ -428,7 +428,7 @@ fn page_by_id(
             Some(narrowed) => Box::new(narrowed.range(span).filter(|ord| matches.contains(*ord))),
             None => Box::new(matches.range(span)),
         };
-        records_at(kv, scope, candidates, |_, id, record| {
+        decoded_at(kv, scope, candidates, |_, id, record| {
             if check(&record, &mut targets)? {
                 rows.push((id, record));
             }

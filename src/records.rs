@@ -43,8 +43,8 @@ pub(crate) fn each_record(
 /// step and a header read, a seek two tree descents.
 const SCAN_GAP: u32 = 8;
 
-/// Calls `f` with the ordinal, id and record of each of `ords` (ascending, all of stored
-/// records), until `f` returns `Ok(false)`. Ids are handed out in ordinal order (see
+/// Calls `f` with the ordinal, id and stored bytes (see `codec`) of each of `ords`
+/// (ascending, all of stored records), until `f` returns `Ok(false)`. Ids are handed out in ordinal order (see
 /// [`next_id`]), so records in ordinal order are in key order: a run of near ordinals is
 /// one short scan of the records, with one ordinal-to-id lookup at its start. An ordinal
 /// with no record is an `internal` error.
@@ -52,7 +52,7 @@ pub(crate) fn records_at(
     kv: &impl Kv,
     scope: Scope,
     ords: impl Iterator<Item = u32>,
-    mut f: impl FnMut(u32, u128, StoredRecord) -> Result<bool>,
+    mut f: impl FnMut(u32, u128, &[u8]) -> Result<bool>,
 ) -> Result<()> {
     let missing = |ord: u32| Error::Internal(format!("ordinal {ord} points at a missing record"));
     let scope_end = prefix_end(&scope.prefix(keys::RECORD));
@@ -80,7 +80,7 @@ pub(crate) fn records_at(
                     return Err(missing(want));
                 }
                 let id = keys::trailing_id(key).ok_or_else(|| missing(want))?;
-                go_on = f(ord, id, decode_record(value)?)?;
+                go_on = f(ord, id, value)?;
                 wanted = ords.next_if(|next| *next > ord && *next - ord <= SCAN_GAP);
                 Ok(go_on && wanted.is_some())
             },
@@ -90,6 +90,18 @@ pub(crate) fn records_at(
         }
     }
     Ok(())
+}
+
+/// [`records_at`] with each record decoded.
+pub(crate) fn decoded_at(
+    kv: &impl Kv,
+    scope: Scope,
+    ords: impl Iterator<Item = u32>,
+    mut f: impl FnMut(u32, u128, StoredRecord) -> Result<bool>,
+) -> Result<()> {
+    records_at(kv, scope, ords, |ord, id, bytes| {
+        f(ord, id, decode_record(bytes)?)
+    })
 }
 
 /// Reads the stored record `id` of `scope`, live or not.

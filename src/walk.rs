@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::index;
 use crate::keys::Scope;
 use crate::query::Direction;
-use crate::records::{load, ord_to_id};
+use crate::records::decoded_at;
 use crate::schema::{Kind, Property};
 use crate::storage::{prefix_end, Kv};
 
@@ -165,11 +165,16 @@ impl<K: Kv> Page<'_, K> {
             if resumes && self.after.is_some_and(|c| c.last_ord == u32::MAX) {
                 return Ok(());
             }
-            for ord in ords.range(from..).take(want) {
-                let id = ord_to_id(self.kv, self.scope, ord)?;
-                self.rows.push((id, self.record(ord, id)?));
-            }
-            return Ok(());
+            let rows = &mut self.rows;
+            return decoded_at(
+                self.kv,
+                self.scope,
+                ords.range(from..).take(want),
+                |_, id, record| {
+                    rows.push((id, record));
+                    Ok(true)
+                },
+            );
         }
         let after = self.after.filter(|_| resumes);
         let keyed = sorted_after(self.kv, self.scope, ords, self.key_of, after)?;
@@ -180,10 +185,6 @@ impl<K: Kv> Page<'_, K> {
                 .map(|(_, id, record)| (id, record)),
         );
         Ok(())
-    }
-
-    fn record(&self, ord: u32, id: u128) -> Result<StoredRecord> {
-        record_at(self.kv, self.scope, ord, id)
     }
 
     /// Walks the value index of the first key, one value (group) at a time.
@@ -277,12 +278,6 @@ impl<K: Kv> Page<'_, K> {
     }
 }
 
-/// The record with ordinal `ord` and id `id`, which must exist.
-fn record_at(kv: &impl Kv, scope: Scope, ord: u32, id: u128) -> Result<StoredRecord> {
-    load(kv, scope, id)?
-        .ok_or_else(|| Error::Internal(format!("ordinal {ord} points at a missing record")))
-}
-
 /// The records `ords` with their full sort keys (`key_of`), sorted by (key, id), from the
 /// first one past `after`: what a page sorted by keys reads, whole or one group of a walk.
 pub(crate) fn sorted_after(
@@ -293,11 +288,10 @@ pub(crate) fn sorted_after(
     after: Option<&Cursor>,
 ) -> Result<Vec<(Vec<u8>, u128, StoredRecord)>> {
     let mut keyed = Vec::with_capacity(ords.len() as usize);
-    for ord in ords {
-        let id = ord_to_id(kv, scope, ord)?;
-        let record = record_at(kv, scope, ord, id)?;
+    decoded_at(kv, scope, ords.iter(), |_, id, record| {
         keyed.push((key_of(&record), id, record));
-    }
+        Ok(true)
+    })?;
     keyed.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     // The cursor is a bound: the rows start at the first key past it.
     let start = after.map_or(0, |c| {
