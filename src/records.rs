@@ -60,6 +60,17 @@ pub(crate) fn records_at(
     let mut go_on = true;
     while let Some(first) = ords.next().filter(|_| go_on) {
         let start = scope.record(ord_to_id(kv, scope, first)?);
+        if ords
+            .peek()
+            .is_none_or(|next| *next <= first || *next - first > SCAN_GAP)
+        {
+            // A lone ordinal: one lookup is cheaper than opening a scan.
+            let id = keys::trailing_id(&start).ok_or_else(|| missing(first))?;
+            go_on = kv
+                .get_with(&start, |bytes| f(first, id, bytes))?
+                .ok_or_else(|| missing(first))??;
+            continue;
+        }
         let end = scope_end
             .as_deref()
             .map_or(Bound::Unbounded, Bound::Excluded);
