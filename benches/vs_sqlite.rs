@@ -321,10 +321,11 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let org_count = 50_000.min(n.max(10) / 2).max(1);
-    let dir = tempfile::tempdir_in(
-        std::env::var("PRISMDB_BENCH_DIR").unwrap_or_else(|_| "target".into()),
-    )
-    .unwrap();
+    // On disk (not tmpfs), under target/ unless PRISMDB_BENCH_DIR says otherwise; the
+    // directory may not exist yet when target/ lives elsewhere (CARGO_TARGET_DIR).
+    let parent = std::env::var("PRISMDB_BENCH_DIR").unwrap_or_else(|_| "target".into());
+    std::fs::create_dir_all(&parent).unwrap();
+    let dir = tempfile::tempdir_in(parent).unwrap();
     let prism_path = dir.path().join("bench.prismdb");
     let sqlite_path = dir.path().join("bench.sqlite");
     let options = Options {
