@@ -6,6 +6,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::grant::Grant;
 use crate::integrity::{self, IntegrityReport};
 use crate::keys;
 use crate::model::{ObjectType, Principal};
@@ -184,9 +185,30 @@ impl Database {
         self.write_one(|tx| records::duplicate(tx, principal, ty, id))
     }
 
-    /// The number of live records of `ty`.
+    /// The number of live records of `ty` the principal may read.
     pub fn count(&self, principal: &Principal, ty: ObjectType) -> Result<u64> {
         records::count(&self.view()?, principal, ty)
+    }
+
+    /// The grant of deal, action, document or event `id` (the principal must be able to
+    /// read it). Errors: `not_found` (absent, deleted or unreadable), `invalid_request`
+    /// for types without grants.
+    pub fn grant(&self, principal: &Principal, ty: ObjectType, id: Uuid) -> Result<Grant> {
+        records::grant_get(&self.view()?, principal, ty, id)
+    }
+
+    /// Replaces the grant of record `id` and returns it; the principal needs the `a` level
+    /// (or the admin or system role). Errors: `not_found`, `permission_denied`,
+    /// `invalid_value` for a grant that gives nobody `a`, `invalid_request` for types
+    /// without grants, `read_only_type` for events written by non-system principals.
+    pub fn update_grant(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        id: Uuid,
+        grant: &Grant,
+    ) -> Result<Grant> {
+        self.write_one(|tx| records::grant_update(tx, principal, ty, id, grant))
     }
 
     /// The one live record whose `slug` equals `value` (coerced to the property's kind):
@@ -362,6 +384,11 @@ impl Snapshot<'_> {
         records::count(&self.view, principal, ty)
     }
 
+    /// [`Database::grant`] on this snapshot.
+    pub fn grant(&self, principal: &Principal, ty: ObjectType, id: Uuid) -> Result<Grant> {
+        records::grant_get(&self.view, principal, ty, id)
+    }
+
     /// [`Database::find`] on this snapshot.
     pub fn find(
         &self,
@@ -451,6 +478,16 @@ impl Batch<'_, '_, '_> {
     /// [`Database::duplicate`] in this batch.
     pub fn duplicate(&mut self, ty: ObjectType, id: Uuid) -> Result<Record> {
         records::duplicate(self.tx, self.principal, ty, id)
+    }
+
+    /// [`Database::grant`] in this batch.
+    pub fn grant(&self, ty: ObjectType, id: Uuid) -> Result<Grant> {
+        records::grant_get(&*self.tx, self.principal, ty, id)
+    }
+
+    /// [`Database::update_grant`] in this batch.
+    pub fn update_grant(&mut self, ty: ObjectType, id: Uuid, grant: &Grant) -> Result<Grant> {
+        records::grant_update(self.tx, self.principal, ty, id, grant)
     }
 
     /// [`Database::upsert`] in this batch.

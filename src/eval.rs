@@ -15,13 +15,16 @@ use std::collections::HashMap;
 use roaring::RoaringBitmap;
 use uuid::Uuid;
 
+use crate::access;
 use crate::bitmap;
 use crate::codec::{decode_value, StoredRecord, StoredValue};
 use crate::column;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::filter::{Field, Filter, Op};
+use crate::grant::Level;
 use crate::index;
 use crate::keys::{self, Scope};
+use crate::model::Principal;
 use crate::records::{self, load, ord_to_id};
 use crate::schema::{Catalog, Kind};
 use crate::storage::{prefix_end, Kv};
@@ -64,6 +67,8 @@ pub(crate) struct Evaluator<'v, V: View> {
     pub team: Uuid,
     /// Whether it reads the trash.
     pub deleted: bool,
+    /// Who reads: a path only looks at target records this principal may read.
+    pub reader: &'v Principal,
 }
 
 impl<V: View> Evaluator<'_, V> {
@@ -160,7 +165,11 @@ impl<V: View> Evaluator<'_, V> {
                     return Ok(Some(RoaringBitmap::new()));
                 };
                 let target_catalog = self.view.catalog(self.team, *target)?;
-                let target_domain = self.view.bitmap(target_scope, keys::LIVE)?;
+                let mut target_domain = self.view.bitmap(target_scope, keys::LIVE)?;
+                let readable = access::readable(self.view, target_scope, self.reader, Level::Read)?;
+                if let Some(readable) = readable {
+                    target_domain &= readable;
+                }
                 let inner_filter = Filter::Cond((**inner).clone(), op.clone());
                 let targets =
                     self.bitmap(&inner_filter, target_scope, &target_catalog, &target_domain)?;
@@ -380,7 +389,7 @@ impl<V: View> Evaluator<'_, V> {
                 }
                 let hit = match self.view.scope(self.team, *target)? {
                     Some(target_scope) => match load(self.view.kv(), target_scope, *id)? {
-                        Some(t) if t.is_live() => {
+                        Some(t) if t.is_live() && self.may_read(target_scope, *id, t.ord)? => {
                             self.record_matches(inner, op, &t, &mut HashMap::new())?
                         }
                         _ => false,
@@ -392,6 +401,18 @@ impl<V: View> Evaluator<'_, V> {
             }
         };
         Ok(value_matches(kind, value, op))
+    }
+}
+
+impl<V: View> Evaluator<'_, V> {
+    /// Whether the reader may read record `id` (ordinal `ord`) of `scope`.
+    fn may_read(&self, scope: Scope, id: u128, ord: u32) -> Result<bool> {
+        let id = Uuid::from_u128(id);
+        match access::check_record(self.view, scope, self.reader, id, ord, Level::Read) {
+            Ok(()) => Ok(true),
+            Err(Error::NotFound(_) | Error::PermissionDenied(_)) => Ok(false),
+            Err(other) => Err(other),
+        }
     }
 }
 

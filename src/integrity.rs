@@ -10,6 +10,7 @@ use crate::bitmap;
 use crate::codec::decode_record;
 use crate::column;
 use crate::error::Result;
+use crate::grant::{has_grants, Grant};
 use crate::index;
 use crate::keys::{self, Scope};
 use crate::model::ObjectType;
@@ -149,6 +150,7 @@ fn verify_scope(
     compare_bitmaps(view, scope, &expected, &mut problems)?;
     compare_counters(kv, scope, &expected, &mut problems)?;
     compare_columns(kv, scope, &catalog, &expected, &mut problems)?;
+    compare_grants(kv, scope, &expected, &mut problems)?;
     report.problems.extend(problems);
     Ok(())
 }
@@ -183,6 +185,63 @@ fn compare_ords(
             .count();
         problems.push(format!(
             "{}: ordinal map disagrees with records ({missing} missing or wrong, {extra} extra)",
+            scope.ty
+        ));
+    }
+    Ok(())
+}
+
+/// Every record of a type with grants has a decodable grant that gives someone `a`, no
+/// grant row is left without its record, and the scope bitmaps are exactly what the stored
+/// grants say.
+fn compare_grants(
+    kv: &impl Kv,
+    scope: Scope,
+    expected: &Expected,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    let mut wanted: BTreeMap<Vec<u8>, RoaringBitmap> = BTreeMap::new();
+    let mut granted = RoaringBitmap::new();
+    kv.scan_prefix(&scope.prefix(keys::GRANT), |key, value| {
+        let Some(ord) = key.get(6..).and_then(keys::read_u32) else {
+            problems.push(format!("{}: malformed grant key", scope.ty));
+            return Ok(true);
+        };
+        granted.insert(ord);
+        match Grant::decode(value) {
+            Ok(grant) if grant.has_admin() => {
+                for name in grant.scope_names() {
+                    wanted.entry(name).or_default().insert(ord);
+                }
+            }
+            Ok(_) => problems.push(format!("{} ordinal {ord}: a grant without \"a\"", scope.ty)),
+            Err(e) => problems.push(format!("{} ordinal {ord}: {e}", scope.ty)),
+        }
+        Ok(true)
+    })?;
+    let records: RoaringBitmap = expected.ords.keys().copied().collect();
+    let should_have = if has_grants(scope.ty) {
+        records
+    } else {
+        RoaringBitmap::new()
+    };
+    if granted != should_have {
+        problems.push(format!(
+            "{}: {} records lack a grant, {} grants lack a record or should not exist",
+            scope.ty,
+            (&should_have - &granted).len(),
+            (&granted - &should_have).len()
+        ));
+    }
+    let stored = bitmap::read_named(kv, scope, &[keys::SCOPE_BITMAP])?;
+    if stored != wanted {
+        let differing = wanted
+            .keys()
+            .chain(stored.keys())
+            .filter(|name| stored.get(*name) != wanted.get(*name))
+            .count();
+        problems.push(format!(
+            "{}: {differing} grant scope bitmaps disagree with the stored grants",
             scope.ty
         ));
     }

@@ -14,6 +14,7 @@
 //! | `ORD` | tag, team, type, ordinal (4) | id (16) |
 //! | `BITMAP` | tag, team, type, bitmap name, chunk (4) | that chunk's 4,096 ordinals |
 //! | `COLUMN` | tag, team, type, property (2), block (4) | 1,024 target ordinals + 1 (see `column`) |
+//! | `GRANT` | tag, team, type, ordinal (4) | the record's grant (see `grant`) |
 //!
 //! Bitmap names: `[0]` live records, `[1]` the trash, and for the live records holding one
 //! value of one property:
@@ -27,6 +28,9 @@
 //! - `[5, property (2), trigram (3)]`: a superset of the records whose lowercased text
 //!   holds those three bytes, for indexed text properties (see `index::trigrams`);
 //! - `[6]`: records whose trigram bits may be missing (written since the last fold).
+//! - `[7, entry kind, id (16), level]`: grant scopes, the records whose grant gives one
+//!   entry exactly one level (kind 0 the record's team, with a nil id; 1 a group; 2 a
+//!   user; levels 1 `r`, 2 `w`, 3 `a`); see `access`.
 //!
 //! (Tag `0x07` held the value index as one key per record and value before it became
 //! bitmaps; it is not used.)
@@ -49,6 +53,8 @@ pub(crate) const ORD: u8 = 0x06;
 pub(crate) const BITMAP: u8 = 0x08;
 /// Tag of the reference column blocks.
 pub(crate) const COLUMN: u8 = 0x09;
+/// Tag of the per-record grants.
+pub(crate) const GRANT: u8 = 0x0A;
 
 /// Bitmap name of the live records.
 pub(crate) const LIVE: &[u8] = &[0];
@@ -65,6 +71,8 @@ pub(crate) const INDEX_BITMAP: u8 = 3;
 pub(crate) const BUCKET_BITMAP: u8 = 4;
 /// First byte of the name of a trigram bitmap.
 pub(crate) const GRAM_BITMAP: u8 = 5;
+/// First byte of the name of a grant scope bitmap.
+pub(crate) const SCOPE_BITMAP: u8 = 7;
 
 /// One (team, type): the unit that ordinals, catalogs and bitmaps belong to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,6 +103,13 @@ impl Scope {
     /// The key of the ordinal map entry of `ord`.
     pub fn ord(self, ord: u32) -> Vec<u8> {
         let mut key = self.prefix(ORD);
+        key.extend_from_slice(&ord.to_be_bytes());
+        key
+    }
+
+    /// The key of the grant of the record with ordinal `ord`.
+    pub fn grant(self, ord: u32) -> Vec<u8> {
+        let mut key = self.prefix(GRANT);
         key.extend_from_slice(&ord.to_be_bytes());
         key
     }

@@ -34,6 +34,7 @@ mod db;
 mod error;
 mod eval;
 mod filter;
+mod grant;
 mod index;
 mod integrity;
 mod keys;
@@ -51,6 +52,7 @@ mod walk;
 
 pub use db::{Batch, Database, Options, Snapshot, FORMAT_VERSION};
 pub use error::{Error, Result};
+pub use grant::{Grant, Level};
 pub use integrity::IntegrityReport;
 pub use model::{parse_id, ObjectType, Principal, Role};
 pub use query::{Direction, QueryRequest, SortKey, MAX_SORT_KEYS};

@@ -10,12 +10,14 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::access;
 use crate::bitmap;
 use crate::codec::{StoredRecord, StoredValue};
 use crate::cursor::{self, Cursor};
 use crate::error::{Error, Result};
 use crate::eval::{cost, Evaluator};
 use crate::filter::{self, Field, Filter, Op};
+use crate::grant::Level;
 use crate::index;
 use crate::keys::{self, Scope};
 use crate::model::{ObjectType, Principal};
@@ -124,6 +126,7 @@ pub(crate) fn query(
         view,
         team,
         deleted: request.deleted,
+        reader: principal,
     };
     let wanted = Wanted {
         after: after.as_ref(),
@@ -196,8 +199,9 @@ fn fetch<V: View>(
     let narrowable = residual
         .iter()
         .any(|(field, op)| eval.narrowable(field, op, catalog));
+    let readable = access::readable(view, scope, eval.reader, Level::Read)?;
     let in_key_order = sorter.keys.is_empty() && matches!(filter, Filter::All);
-    if in_key_order && !eval.deleted && !narrowable {
+    if in_key_order && !eval.deleted && !narrowable && readable.is_none() {
         let total = match wanted.include_total {
             true => Some(view.counters(scope)?.live),
             false => None,
@@ -205,10 +209,14 @@ fn fetch<V: View>(
         let rows = page_by_scan(view.kv(), scope, wanted.after, wanted.limit, check)?;
         return Ok((rows, total));
     }
-    let domain = match eval.deleted {
+    let mut domain = match eval.deleted {
         true => std::sync::Arc::new(view.bitmap(scope, keys::TRASH)?),
         false => view.live(scope)?,
     };
+    if let Some(readable) = readable {
+        // The caller's grant scope: one AND, before anything else reads the domain.
+        domain = std::sync::Arc::new(domain.as_ref() & readable);
+    }
     let evaluated;
     let matches: &RoaringBitmap = match filter {
         Filter::All => &domain,

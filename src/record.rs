@@ -24,6 +24,11 @@ pub struct RecordInput {
     /// Whether a person made the record (default `true` on create).
     #[serde(default)]
     pub is_user_object: Option<bool>,
+    /// The grant of a new deal, action, document or event (library only; over HTTP a grant
+    /// is set with its own route). `None` gives the default: the team may write, the
+    /// creator is admin. Ignored by patch.
+    #[serde(skip)]
+    pub grant: Option<crate::grant::Grant>,
 }
 
 impl RecordInput {

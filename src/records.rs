@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use roaring::RoaringBitmap;
 use serde_json::{json, Map, Value};
 use uuid::{NoContext, Timestamp, Uuid};
 
@@ -14,6 +15,7 @@ use crate::codec::{
     decode_record, decode_value, encode_record, is_trashed, record_ord, StoredRecord, StoredValue,
 };
 use crate::error::{Error, Result};
+use crate::grant::{has_grants, Grant, Level};
 use crate::index;
 use crate::keys::{self, Scope};
 use crate::model::{ObjectType, Principal};
@@ -124,18 +126,24 @@ fn not_found(ty: ObjectType, id: Uuid) -> Error {
     Error::NotFound(format!("no {ty} {id}"))
 }
 
-/// The live record `id` of the principal's team, or `not_found`.
+/// The live record `id` of the principal's team, if its grant lets the principal act at
+/// `need`: `not_found` if it is absent, deleted or unreadable to the principal,
+/// `permission_denied` if readable but not at `need`.
 fn load_live(
     view: &impl View,
     principal: &Principal,
     ty: ObjectType,
     id: Uuid,
+    need: Level,
 ) -> Result<(Scope, StoredRecord)> {
     let scope = view
         .scope(principal.team, ty)?
         .ok_or_else(|| not_found(ty, id))?;
     match load(view.kv(), scope, id.as_u128())? {
-        Some(record) if record.is_live() => Ok((scope, record)),
+        Some(record) if record.is_live() => {
+            access::check_record(view, scope, principal, id, record.ord, need)?;
+            Ok((scope, record))
+        }
         _ => Err(not_found(ty, id)),
     }
 }
@@ -319,15 +327,18 @@ pub(crate) fn get(
     ty: ObjectType,
     id: Uuid,
 ) -> Result<Record> {
-    let (_, record) = load_live(view, principal, ty, id)?;
+    let (_, record) = load_live(view, principal, ty, id, Level::Read)?;
     render_one(view, principal.team, ty, id.as_u128(), record)
 }
 
 /// count: the number of live records of `ty` the principal can read.
 pub(crate) fn count(view: &impl View, principal: &Principal, ty: ObjectType) -> Result<u64> {
-    match view.scope(principal.team, ty)? {
-        Some(scope) => Ok(view.counters(scope)?.live),
-        None => Ok(0),
+    let Some(scope) = view.scope(principal.team, ty)? else {
+        return Ok(0);
+    };
+    match access::readable(view, scope, principal, Level::Read)? {
+        Some(allowed) => Ok(view.live(scope)?.intersection_len(&allowed)),
+        None => Ok(view.counters(scope)?.live),
     }
 }
 
@@ -370,9 +381,11 @@ fn matching_records(
     prop: &Property,
     wanted: &StoredValue,
     max: usize,
+    allowed: Option<&RoaringBitmap>,
 ) -> Result<Vec<(u128, StoredRecord)>> {
     let hit = |record: &StoredRecord| {
         record.is_live()
+            && allowed.is_none_or(|a| a.contains(record.ord))
             && record
                 .value(prop.pid)
                 .is_some_and(|v| index::values_equal(prop.kind, v, wanted))
@@ -414,7 +427,10 @@ fn find_matches(
     let prop = catalog.require(slug)?;
     let wanted = coerce(prop, text)?;
     let found = match view.scope(principal.team, ty)? {
-        Some(scope) => matching_records(view, scope, prop, &wanted, 2)?,
+        Some(scope) => {
+            let allowed = access::readable(view, scope, principal, Level::Read)?;
+            matching_records(view, scope, prop, &wanted, 2, allowed.as_ref())?
+        }
         None => Vec::new(),
     };
     Ok((found, wanted))
@@ -558,7 +574,7 @@ fn check_unique(
         let Some(prop) = catalog.by_pid(*pid).filter(|p| p.unique) else {
             continue;
         };
-        let holders = matching_records(view, scope, prop, value, 2)?;
+        let holders = matching_records(view, scope, prop, value, 2, None)?;
         if let Some((other, _)) = holders.iter().find(|(other, _)| *other != id) {
             return Err(Error::UniqueViolation(format!(
                 "{} {} is already held by {} {}",
@@ -583,6 +599,7 @@ fn insert_new(
     scope: Scope,
     catalog: &Catalog,
     mut record: StoredRecord,
+    grant: Option<&Grant>,
 ) -> Result<u128> {
     let mut counters = tx.counters(scope)?;
     let id = next_id(counters.last_id, tx.now);
@@ -598,6 +615,9 @@ fn insert_new(
     tx.writer()
         .put_new(&scope.ord(record.ord), &id.to_be_bytes())?;
     link(tx, scope, catalog, &record, true)?;
+    if let Some(grant) = grant {
+        access::write_grant(tx, scope, record.ord, grant)?;
+    }
     tx.set_counters(scope, counters);
     Ok(id)
 }
@@ -720,6 +740,50 @@ pub(crate) fn target_slot(
         .map(|ord| ord.map(|ord| ord + 1))
 }
 
+/// The live record `id` of a type with grants, checked for `need`.
+fn granted(
+    view: &impl View,
+    principal: &Principal,
+    ty: ObjectType,
+    id: Uuid,
+    need: Level,
+) -> Result<(Scope, StoredRecord)> {
+    if !has_grants(ty) {
+        return Err(Error::InvalidRequest(format!(
+            "{ty} records carry no grant (only deal, action, document and event do)"
+        )));
+    }
+    load_live(view, principal, ty, id, need)
+}
+
+/// grant get: the grant of live record `id`, which the principal must be able to read.
+pub(crate) fn grant_get(
+    view: &impl View,
+    principal: &Principal,
+    ty: ObjectType,
+    id: Uuid,
+) -> Result<Grant> {
+    let (scope, record) = granted(view, principal, ty, id, Level::Read)?;
+    Ok(access::load_grant(view.kv(), scope, record.ord)?.unwrap_or_default())
+}
+
+/// grant update: replaces the grant of live record `id` (the principal needs `a`) and
+/// returns it. A grant that gives nobody `a` is `invalid_value`.
+pub(crate) fn grant_update(
+    tx: &mut Tx<'_, '_>,
+    principal: &Principal,
+    ty: ObjectType,
+    id: Uuid,
+    grant: &Grant,
+) -> Result<Grant> {
+    access::check_type_writable(principal, ty)?;
+    let (scope, record) = granted(tx, principal, ty, id, Level::Admin)?;
+    let grant = access::new_grant(principal, ty, Some(grant))?.unwrap_or_default();
+    access::write_grant(tx, scope, record.ord, &grant)?;
+    tx.touch(scope)?;
+    Ok(grant)
+}
+
 /// create: validates `input`, assigns an id and returns the new record.
 pub(crate) fn create(
     tx: &mut Tx<'_, '_>,
@@ -728,7 +792,8 @@ pub(crate) fn create(
     input: &RecordInput,
 ) -> Result<Record> {
     let (scope, catalog, record) = validated_new(tx, principal, ty, input)?;
-    let id = insert_new(tx, scope, &catalog, record.clone())?;
+    let grant = access::new_grant(principal, ty, input.grant.as_ref())?;
+    let id = insert_new(tx, scope, &catalog, record.clone(), grant.as_ref())?;
     Ok(render(&catalog, id, record, None, RefStyle::Id))
 }
 
@@ -740,7 +805,8 @@ pub(crate) fn create_id(
     input: &RecordInput,
 ) -> Result<Uuid> {
     let (scope, catalog, record) = validated_new(tx, principal, ty, input)?;
-    insert_new(tx, scope, &catalog, record).map(Uuid::from_u128)
+    let grant = access::new_grant(principal, ty, input.grant.as_ref())?;
+    insert_new(tx, scope, &catalog, record, grant.as_ref()).map(Uuid::from_u128)
 }
 
 /// The stored form of a new record written with `input`, checked against the catalog.
@@ -815,7 +881,7 @@ pub(crate) fn patch(
     input: &RecordInput,
 ) -> Result<Record> {
     access::check_type_writable(principal, ty)?;
-    let (scope, old) = load_live(tx, principal, ty, id)?;
+    let (scope, old) = load_live(tx, principal, ty, id, Level::Write)?;
     let catalog = tx.catalog(principal.team, ty)?;
     let mut record = old.clone();
     apply_values(tx, principal.team, &catalog, &mut record, &input.default)?;
@@ -845,7 +911,7 @@ pub(crate) fn delete(
     id: Uuid,
 ) -> Result<()> {
     access::check_type_writable(principal, ty)?;
-    let (scope, mut record) = load_live(tx, principal, ty, id)?;
+    let (scope, mut record) = load_live(tx, principal, ty, id, Level::Admin)?;
     let catalog = tx.catalog(principal.team, ty)?;
     let id = id.as_u128();
     link(tx, scope, &catalog, &record, false)?;
@@ -871,6 +937,7 @@ pub(crate) fn restore(
         .ok_or_else(|| not_found(ty, id))?;
     let uid = id.as_u128();
     let mut record = load(tx.kv(), scope, uid)?.ok_or_else(|| not_found(ty, id))?;
+    access::check_record(tx, scope, principal, id, record.ord, Level::Admin)?;
     let catalog = tx.catalog(principal.team, ty)?;
     if record.is_live() {
         return Ok(render(&catalog, uid, record, None, RefStyle::Id));
@@ -896,14 +963,21 @@ pub(crate) fn duplicate(
     id: Uuid,
 ) -> Result<Record> {
     access::check_type_writable(principal, ty)?;
-    let (scope, original) = load_live(tx, principal, ty, id)?;
+    let (scope, original) = load_live(tx, principal, ty, id, Level::Read)?;
     let catalog = tx.catalog(principal.team, ty)?;
+    let grant = match access::load_grant(tx.kv(), scope, original.ord)? {
+        Some(mut grant) if has_grants(ty) => {
+            grant.users.insert(principal.user, Level::Admin);
+            Some(grant)
+        }
+        _ => access::new_grant(principal, ty, None)?,
+    };
     let mut copy = original.clone();
     copy.props
         .retain(|(pid, _)| catalog.by_pid(*pid).is_some_and(|p| !p.unique));
     copy.created_at = tx.now;
     copy.updated_at = tx.now;
-    let new_id = insert_new(tx, scope, &catalog, copy.clone())?;
+    let new_id = insert_new(tx, scope, &catalog, copy.clone(), grant.as_ref())?;
     Ok(render(&catalog, new_id, copy, None, RefStyle::Id))
 }
 

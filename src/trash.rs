@@ -1,5 +1,6 @@
 //! Purging the trash: records soft-deleted before a cutoff are removed for good.
 
+use crate::access;
 use crate::error::Result;
 use crate::keys::{self, Scope};
 use crate::model::ObjectType;
@@ -8,7 +9,8 @@ use crate::storage::Kv;
 use crate::txn::{Tx, View};
 
 /// Removes every trashed record (of every team and type) deleted before `cutoff` (epoch
-/// microseconds): the record, its ordinal entry and its trash bit. Returns how many.
+/// microseconds): the record, its ordinal entry, its grant and scope bits, and its trash
+/// bit. Returns how many.
 pub(crate) fn purge(tx: &mut Tx<'_, '_>, cutoff: i64) -> Result<u64> {
     let mut teams = Vec::new();
     tx.kv().scan_prefix(&[keys::TEAM], |_, value| {
@@ -37,6 +39,7 @@ fn purge_scope(tx: &mut Tx<'_, '_>, scope: Scope, cutoff: i64) -> Result<u64> {
         }
         tx.writer().delete(&scope.record(id))?;
         tx.writer().delete(&scope.ord(ord))?;
+        access::drop_grant(tx, scope, ord)?;
         tx.bitmap_set(scope, keys::TRASH, ord, false)?;
         purged += 1;
     }
