@@ -336,8 +336,12 @@ fn purged_records_leave_no_grant_behind() {
 // Property test: random grants and principals against the stored grants, checked by hand.
 // ---------------------------------------------------------------------------------------
 
+/// A drawn grant: the team's level, and (pool index, level) entries of groups and users
+/// (levels 1 `r`, 2 `w`, 3 `a`).
+type Drawn = (Option<u8>, Vec<(usize, u8)>, Vec<(usize, u8)>);
+
 /// A grant drawn from small pools of groups and users (index 0 of the users is the owner).
-fn arb_grant() -> impl Strategy<Value = (Option<u8>, Vec<(usize, u8)>, Vec<(usize, u8)>)> {
+fn arb_grant() -> impl Strategy<Value = Drawn> {
     let level = 1u8..=3;
     (
         proptest::option::of(level.clone()),
@@ -369,7 +373,7 @@ proptest! {
         let groups: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
         let users: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
         let owner = Principal::member(team, users[0]);
-        let build = |(team_level, gs, us): &(Option<u8>, Vec<(usize, u8)>, Vec<(usize, u8)>)| {
+        let build = |(team_level, gs, us): &Drawn| {
             let mut grant = Grant {
                 team: team_level.map(level),
                 groups: gs.iter().map(|(g, l)| (groups[*g], level(*l))).collect(),
