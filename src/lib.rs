@@ -69,6 +69,18 @@ pub mod fuzzing {
         crate::codec::decode_record(bytes).is_ok()
     }
 
+    /// Decodes arbitrary bytes as a stored grant; returns whether they decoded (and then
+    /// that they encode back to the same bytes).
+    pub fn decode_grant(bytes: &[u8]) -> bool {
+        match crate::grant::Grant::decode(bytes) {
+            Ok(grant) => {
+                assert_eq!(grant.encode(), bytes, "a decoded grant encodes back");
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Parses arbitrary JSON as a deal filter against the default catalogs; returns whether
     /// it parsed.
     pub fn parse_filter(filter: &serde_json::Value) -> bool {
