@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use mimalloc::MiMalloc;
 use prismdb::{
-    Database, Direction, Durability, ListRequest, ObjectType, OptionSpec, Options, Page, Principal,
-    PropertyChange, PropertySpec, QueryRequest, RecordInput, SortKey,
+    Database, Direction, Durability, Grant, Level, ListRequest, ObjectType, OptionSpec, Options,
+    Page, Principal, PropertyChange, PropertySpec, QueryRequest, RecordInput, SortKey,
 };
 use rusqlite::{params, Connection};
 use serde_json::{json, Map, Value};
@@ -641,6 +641,7 @@ fn main() {
     });
 
     query_rows(&db, &me, &sqlite_rw, &mut rows);
+    grant_rows(&db, &sqlite_rw, me.team, n, &mut rows);
 
     // patch (no fsync in either: prismdb Eventual, SQLite WAL synchronous=NORMAL)
     sqlite_rw
@@ -701,6 +702,155 @@ fn main() {
     });
 
     report(&rows, n);
+}
+
+/// Deals for the grant rows: a select of this many stages.
+const STAGES: usize = 6;
+/// Groups a deal's grant names (two each, with `r` or `w`); the reader is in three.
+const GRANT_GROUPS: usize = 20;
+/// Users who own deals (each owner has `a` on its deals); the reader is one of them.
+const GRANT_USERS: usize = 50;
+
+/// The grant rows (issue 4): a filtered count over deals as a member who may read about 30%
+/// of them (through two of the deal's groups and its owner), beside the same query as an
+/// admin (no grant AND) and beside SQLite joining a grant table.
+fn grant_rows(db: &Database, sqlite: &Connection, team: Uuid, n: usize, rows: &mut Vec<Row>) {
+    let deals = (n / 10).max(100);
+    let groups: Vec<Uuid> = (0..GRANT_GROUPS)
+        .map(|i| Uuid::from_u128(1000 + i as u128))
+        .collect();
+    let users: Vec<Uuid> = (0..GRANT_USERS)
+        .map(|i| Uuid::from_u128(2000 + i as u128))
+        .collect();
+    let admin = Principal::admin(team, users[0]);
+    let stages: Vec<String> = (0..STAGES).map(|i| format!("s{i}")).collect();
+    db.add_property(
+        &admin,
+        ObjectType::Deal,
+        &spec("phase", "select", Some(stages)),
+    )
+    .unwrap();
+    sqlite
+        .execute_batch(
+            "CREATE TABLE deals (rowid INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, name TEXT,
+                 amount INTEGER, phase INTEGER, deleted_at INTEGER);
+             CREATE INDEX deals_phase ON deals(phase);
+             CREATE INDEX deals_amount ON deals(amount);
+             CREATE TABLE deal_grants (deal INTEGER NOT NULL, kind INTEGER NOT NULL,
+                 principal BLOB NOT NULL, level INTEGER NOT NULL,
+                 PRIMARY KEY (deal, kind, principal)) WITHOUT ROWID;
+             CREATE INDEX deal_grants_principal ON deal_grants(kind, principal, level, deal);",
+        )
+        .unwrap();
+    let mut rng = Rng(7);
+    let mut made = Vec::with_capacity(deals);
+    for start in (0..deals).step_by(BATCH) {
+        db.write_batch(&admin, |batch| {
+            for i in start..(start + BATCH).min(deals) {
+                let (g1, g2) = (rng.below(GRANT_GROUPS as u64), rng.below(GRANT_GROUPS as u64));
+                let owner = users[rng.below(GRANT_USERS as u64) as usize];
+                let mut grant = Grant::default();
+                grant.groups.insert(groups[g1 as usize], Level::Read);
+                grant.groups.insert(groups[g2 as usize], Level::Write);
+                grant.users.insert(owner, Level::Admin);
+                let amount = rng.below(10_000) as i64;
+                let phase = rng.below(STAGES as u64) as usize;
+                let input = RecordInput {
+                    grant: Some(grant.clone()),
+                    ..RecordInput::from_properties(
+                        json!({"name": format!("Deal {i}"), "amount": amount, "phase": format!("s{phase}")}),
+                    )?
+                };
+                let id = batch.create_id(ObjectType::Deal, &input)?;
+                made.push((id, amount, phase, grant));
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    let tx = sqlite.unchecked_transaction().unwrap();
+    {
+        let mut deal = tx
+            .prepare_cached(
+                "INSERT INTO deals (rowid, id, name, amount, phase) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .unwrap();
+        let mut entry = tx
+            .prepare_cached("INSERT OR REPLACE INTO deal_grants (deal, kind, principal, level) VALUES (?1, ?2, ?3, ?4)")
+            .unwrap();
+        for (i, (id, amount, phase, grant)) in made.iter().enumerate() {
+            let rowid = i as i64 + 1;
+            deal.execute(params![
+                rowid,
+                id.as_bytes(),
+                format!("Deal {i}"),
+                amount,
+                *phase as i64
+            ])
+            .unwrap();
+            for (group, level) in &grant.groups {
+                entry
+                    .execute(params![rowid, 1, group.as_bytes(), *level as i64])
+                    .unwrap();
+            }
+            for (user, level) in &grant.users {
+                entry
+                    .execute(params![rowid, 2, user.as_bytes(), *level as i64])
+                    .unwrap();
+            }
+        }
+    }
+    tx.commit().unwrap();
+    let reader = Principal::member(team, users[1]).with_groups(groups[..3].to_vec());
+    let filter = json!({"phase": "s2", "amount": {"$gte": 5000}});
+    let request = QueryRequest {
+        filter: Some(filter),
+        limit: Some(1),
+        include_total: true,
+        ..QueryRequest::default()
+    };
+    let sql = "SELECT count(*) FROM deals d WHERE d.deleted_at IS NULL AND d.phase = 2 AND d.amount >= 5000
+        AND d.rowid IN (SELECT deal FROM deal_grants WHERE (kind = 1 AND principal IN (?1, ?2, ?3)) OR (kind = 2 AND principal = ?4))";
+    let sqlite_count = || -> u64 {
+        sqlite
+            .prepare_cached(sql)
+            .unwrap()
+            .query_row(
+                params![
+                    groups[0].as_bytes(),
+                    groups[1].as_bytes(),
+                    groups[2].as_bytes(),
+                    users[1].as_bytes()
+                ],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap() as u64
+    };
+    let ours = |who: &Principal| db.query(who, ObjectType::Deal, &request).unwrap().total;
+    let readable = db.count(&reader, ObjectType::Deal).unwrap();
+    eprintln!(
+        "grants: {deals} deals, the reader may read {readable} ({:.0}%)",
+        100.0 * readable as f64 / deals as f64
+    );
+    assert_eq!(ours(&reader), Some(sqlite_count()), "grant count");
+    rows.push(timed_pair(
+        "grants: deals phase = X AND amount >= 5000 (count) as a member reading ~30%",
+        || {
+            std::hint::black_box(ours(&reader));
+        },
+        || {
+            std::hint::black_box(sqlite_count());
+        },
+    ));
+    rows.push(Row {
+        op: "grants: the same count as an admin (ratio = admin / member)",
+        prismdb_us: median_us(20, 1, |_| {
+            std::hint::black_box(ours(&reader));
+        }),
+        sqlite_us: median_us(20, 1, |_| {
+            std::hint::black_box(ours(&admin));
+        }),
+    });
 }
 
 /// The query rows (issue 3): each runs in both engines and must return the same answer.

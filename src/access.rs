@@ -9,6 +9,8 @@
 //! operations read the record's grant row (one lookup). `admin` and `system` roles skip
 //! grants.
 
+use std::sync::Arc;
+
 use roaring::RoaringBitmap;
 use uuid::Uuid;
 
@@ -31,19 +33,32 @@ pub(crate) fn readable(
     scope: Scope,
     principal: &Principal,
     need: Level,
-) -> Result<Option<RoaringBitmap>> {
+) -> Result<Option<Arc<RoaringBitmap>>> {
     if bypasses(principal, scope.ty) {
         return Ok(None);
     }
-    let entries = std::iter::once((EntryKind::Team, Uuid::nil()))
-        .chain(principal.groups.iter().map(|g| (EntryKind::Group, *g)))
-        .chain(std::iter::once((EntryKind::User, principal.user)));
-    let mut allowed = RoaringBitmap::new();
-    for (kind, id) in entries {
-        for level in Level::ALL.into_iter().filter(|l| *l >= need) {
-            allowed |= view.bitmap(scope, &scope_name(kind, id, level))?;
-        }
+    let mut groups = principal.groups.clone();
+    groups.sort_unstable();
+    groups.dedup();
+    let entries: Vec<(EntryKind, Uuid)> = std::iter::once((EntryKind::Team, Uuid::nil()))
+        .chain(groups.iter().map(|g| (EntryKind::Group, *g)))
+        .chain(std::iter::once((EntryKind::User, principal.user)))
+        .collect();
+    // The cache key: the level and every entry, which is all the result depends on.
+    let mut key = vec![b'g', need as u8];
+    for (kind, id) in &entries {
+        key.push(*kind as u8);
+        key.extend_from_slice(id.as_bytes());
     }
+    let allowed = view.derived(scope, &key, || {
+        let mut allowed = RoaringBitmap::new();
+        for (kind, id) in &entries {
+            for level in Level::ALL.into_iter().filter(|l| *l >= need) {
+                allowed |= view.bitmap(scope, &scope_name(*kind, *id, level))?;
+            }
+        }
+        Ok(allowed)
+    })?;
     Ok(Some(allowed))
 }
 

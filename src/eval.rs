@@ -168,7 +168,7 @@ impl<V: View> Evaluator<'_, V> {
                 let mut target_domain = self.view.bitmap(target_scope, keys::LIVE)?;
                 let readable = access::readable(self.view, target_scope, self.reader, Level::Read)?;
                 if let Some(readable) = readable {
-                    target_domain &= readable;
+                    target_domain &= readable.as_ref();
                 }
                 let inner_filter = Filter::Cond((**inner).clone(), op.clone());
                 let targets =

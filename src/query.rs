@@ -215,7 +215,7 @@ fn fetch<V: View>(
     };
     if let Some(readable) = readable {
         // The caller's grant scope: one AND, before anything else reads the domain.
-        domain = std::sync::Arc::new(domain.as_ref() & readable);
+        domain = std::sync::Arc::new(domain.as_ref() & readable.as_ref());
     }
     let evaluated;
     let matches: &RoaringBitmap = match filter {

@@ -429,7 +429,7 @@ fn find_matches(
     let found = match view.scope(principal.team, ty)? {
         Some(scope) => {
             let allowed = access::readable(view, scope, principal, Level::Read)?;
-            matching_records(view, scope, prop, &wanted, 2, allowed.as_ref())?
+            matching_records(view, scope, prop, &wanted, 2, allowed.as_deref())?
         }
         None => Vec::new(),
     };

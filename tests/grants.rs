@@ -392,14 +392,17 @@ proptest! {
             let id = db.create(&owner, D, &input).unwrap().id;
             model.push((id, grant, amounts[i]));
         }
+        let caller = Principal::member(team, users[caller_user])
+            .with_groups(caller_groups.iter().map(|g| groups[*g]).collect());
+        // Read once before the updates, so that a cached grant scope must not go stale.
+        let before = model.iter().filter(|(_, g, _)| g.level_of(&caller).is_some()).count();
+        prop_assert_eq!(db.count(&caller, D).unwrap(), before as u64);
         for (at, drawn) in &updates {
             if let Some((id, grant, _)) = model.get_mut(*at) {
                 *grant = build(drawn);
                 db.update_grant(&owner, D, *id, grant).unwrap();
             }
         }
-        let caller = Principal::member(team, users[caller_user])
-            .with_groups(caller_groups.iter().map(|g| groups[*g]).collect());
         let allowed = |grant: &Grant| grant.level_of(&caller);
         // Queries, counts and finds.
         let readable: Vec<Uuid> = model.iter().filter(|(_, g, _)| allowed(g).is_some()).map(|(id, _, _)| *id).collect();
