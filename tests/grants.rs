@@ -114,7 +114,15 @@ fn reads_see_only_what_the_grant_allows() {
         let patched = db.patch(&c.stranger, D, id, &input(json!({"name": "x"})));
         assert_eq!(code(patched), "not_found");
         assert_eq!(code(db.delete(&c.stranger, D, id)), "not_found");
+        assert_eq!(code(db.restore(&c.stranger, D, id)), "not_found");
+        assert_eq!(code(db.duplicate(&c.stranger, D, id)), "not_found");
+        let open = Grant::default_for(c.stranger.user);
+        assert_eq!(code(db.update_grant(&c.stranger, D, id, &open)), "not_found");
     }
+    let trash = db.trash(&c.stranger, D, &ListRequest::first(10)).unwrap();
+    assert!(trash.rows.is_empty());
+    // A member cannot copy what it cannot read either.
+    assert_eq!(code(db.duplicate(&c.member, D, private)), "not_found");
     assert_eq!(code(db.find(&c.stranger, D, "name", "shared")), "not_found");
     assert_consistent(&db);
 }
