@@ -117,7 +117,10 @@ fn reads_see_only_what_the_grant_allows() {
         assert_eq!(code(db.restore(&c.stranger, D, id)), "not_found");
         assert_eq!(code(db.duplicate(&c.stranger, D, id)), "not_found");
         let open = Grant::default_for(c.stranger.user);
-        assert_eq!(code(db.update_grant(&c.stranger, D, id, &open)), "not_found");
+        assert_eq!(
+            code(db.update_grant(&c.stranger, D, id, &open)),
+            "not_found"
+        );
     }
     let trash = db.trash(&c.stranger, D, &ListRequest::first(10)).unwrap();
     assert!(trash.rows.is_empty());
