@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::bulk::{self, BulkResponse, BulkUpdateItem};
 use crate::error::{Error, Result};
 use crate::grant::Grant;
 use crate::integrity::{self, IntegrityReport};
@@ -188,6 +189,30 @@ impl Database {
     /// The number of live records of `ty` the principal may read.
     pub fn count(&self, principal: &Principal, ty: ObjectType) -> Result<u64> {
         records::count(&self.view()?, principal, ty)
+    }
+
+    /// Patches each item's record, each applied or refused on its own, all in one
+    /// transaction (one fsync). Returns one result per item in input order (`invalid_id`
+    /// with no id where the id is not a UUID) and the counts. Errors: `limit_exceeded` for
+    /// more than 1,000 items; `internal` (and nothing written) if storage fails.
+    pub fn bulk_update(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        items: &[BulkUpdateItem],
+    ) -> Result<BulkResponse> {
+        self.write_one(|tx| bulk::update(tx, principal, ty, items))
+    }
+
+    /// Soft-deletes each id's record, each applied or refused on its own, as
+    /// [`Database::bulk_update`] does.
+    pub fn bulk_delete(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        ids: &[String],
+    ) -> Result<BulkResponse> {
+        self.write_one(|tx| bulk::delete(tx, principal, ty, ids))
     }
 
     /// The grant of deal, action, document or event `id` (the principal must be able to
@@ -478,6 +503,20 @@ impl Batch<'_, '_, '_> {
     /// [`Database::duplicate`] in this batch.
     pub fn duplicate(&mut self, ty: ObjectType, id: Uuid) -> Result<Record> {
         records::duplicate(self.tx, self.principal, ty, id)
+    }
+
+    /// [`Database::bulk_update`] in this batch.
+    pub fn bulk_update(
+        &mut self,
+        ty: ObjectType,
+        items: &[BulkUpdateItem],
+    ) -> Result<BulkResponse> {
+        bulk::update(self.tx, self.principal, ty, items)
+    }
+
+    /// [`Database::bulk_delete`] in this batch.
+    pub fn bulk_delete(&mut self, ty: ObjectType, ids: &[String]) -> Result<BulkResponse> {
+        bulk::delete(self.tx, self.principal, ty, ids)
     }
 
     /// [`Database::grant`] in this batch.

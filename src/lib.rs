@@ -27,6 +27,7 @@
 
 mod access;
 mod bitmap;
+mod bulk;
 mod codec;
 mod column;
 mod cursor;
@@ -50,6 +51,7 @@ mod trash;
 mod txn;
 mod walk;
 
+pub use bulk::{BulkResponse, BulkSummary, BulkUpdateItem, ItemResult, ItemStatus, MAX_BULK_ITEMS};
 pub use db::{Batch, Database, Options, Snapshot, FORMAT_VERSION};
 pub use error::{Error, Result};
 pub use grant::{Grant, Level};
