@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::bulk::{self, BulkResponse, BulkUpdateItem};
 use crate::error::{Error, Result};
 use crate::grant::Grant;
+use crate::import::{self, ImportJob, ImportRequest};
 use crate::integrity::{self, IntegrityReport};
 use crate::keys;
 use crate::model::{ObjectType, Principal};
@@ -213,6 +214,60 @@ impl Database {
         ids: &[String],
     ) -> Result<BulkResponse> {
         self.write_one(|tx| bulk::delete(tx, principal, ty, ids))
+    }
+
+    /// Imports rows (SPEC §3): sync (up to 1,000 rows, or when asked) applies them all
+    /// in one transaction and returns the complete job; async stores the job and returns
+    /// it at once, for [`Database::run_import_jobs`] to apply chunk by chunk. Errors:
+    /// `invalid_request` (a malformed request, a dedupe key outside the value index),
+    /// `unknown_property`, `limit_exceeded` (over 1,000 rows in sync mode),
+    /// `read_only_type`; refused rows are reported in the job, not as errors.
+    pub fn import(
+        &self,
+        principal: &Principal,
+        ty: ObjectType,
+        request: &ImportRequest,
+    ) -> Result<ImportJob> {
+        let job_id = self.write_one(|tx| {
+            let (job_id, number, sync) = import::start(tx, principal, ty, request)?;
+            if sync {
+                while import::run_chunk(tx, principal.team, number, job_id)? {}
+            }
+            Ok(job_id)
+        })?;
+        self.import_status(principal, job_id)
+    }
+
+    /// The snapshot of import job `job_id`: `not_found` if there is none in the caller's
+    /// team, it expired (24 hours after it finished), or the caller neither started it nor
+    /// is an admin.
+    pub fn import_status(&self, principal: &Principal, job_id: Uuid) -> Result<ImportJob> {
+        import::status(&self.view()?, principal, job_id)
+    }
+
+    /// Applies the chunks of every processing import job, one transaction per chunk, until
+    /// none is left, calling `progress` with each job's snapshot after each chunk (for a
+    /// progress bar). Also deletes jobs that expired. Returns how many chunks it applied.
+    /// A crash between chunks loses nothing: the next run resumes at the first chunk not
+    /// committed.
+    pub fn run_import_jobs(&self, mut progress: impl FnMut(&ImportJob)) -> Result<u64> {
+        let mut chunks = 0;
+        self.write_one(|tx| import::purge_expired(tx, tx.now))?;
+        loop {
+            let pending = import::pending(crate::txn::View::kv(&self.view()?))?;
+            if pending.is_empty() {
+                return Ok(chunks);
+            }
+            for (team, number, job_id) in pending {
+                self.write_one(|tx| import::run_chunk(tx, team, number, job_id))?;
+                chunks += 1;
+                progress(&import::status(
+                    &self.view()?,
+                    &Principal::system(team),
+                    job_id,
+                )?);
+            }
+        }
     }
 
     /// The grant of deal, action, document or event `id` (the principal must be able to

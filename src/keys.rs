@@ -15,6 +15,9 @@
 //! | `BITMAP` | tag, team, type, bitmap name, chunk (4) | that chunk's 4,096 ordinals |
 //! | `COLUMN` | tag, team, type, property (2), block (4) | 1,024 target ordinals + 1 (see `column`) |
 //! | `GRANT` | tag, team, type, ordinal (4) | the record's grant (see `grant`) |
+//! | `JOB` | tag, team, job id (16) | an import job: owner, counters, status (see `import`) |
+//! | `JOB_ROWS` | tag, team, job id, chunk (4) | the chunk's rows, JSON, until applied |
+//! | `JOB_RESULTS` | tag, team, job id, chunk (4) | the chunk's per-row results |
 //!
 //! Bitmap names: `[0]` live records, `[1]` the trash, and for the live records holding one
 //! value of one property:
@@ -55,6 +58,12 @@ pub(crate) const BITMAP: u8 = 0x08;
 pub(crate) const COLUMN: u8 = 0x09;
 /// Tag of the per-record grants.
 pub(crate) const GRANT: u8 = 0x0A;
+/// Tag of the import jobs.
+pub(crate) const JOB: u8 = 0x0B;
+/// Tag of the rows of import jobs not applied yet, by chunk.
+pub(crate) const JOB_ROWS: u8 = 0x0C;
+/// Tag of the per-row results of import jobs, by chunk.
+pub(crate) const JOB_RESULTS: u8 = 0x0D;
 
 /// Bitmap name of the live records.
 pub(crate) const LIVE: &[u8] = &[0];

@@ -36,6 +36,7 @@ mod error;
 mod eval;
 mod filter;
 mod grant;
+mod import;
 mod index;
 mod integrity;
 mod keys;
@@ -55,6 +56,9 @@ pub use bulk::{BulkResponse, BulkSummary, BulkUpdateItem, ItemResult, ItemStatus
 pub use db::{Batch, Database, Options, Snapshot, FORMAT_VERSION};
 pub use error::{Error, Result};
 pub use grant::{Grant, Level};
+pub use import::{
+    ImportJob, ImportMode, ImportRequest, JobStatus, RowResult, JOB_RETENTION_MICROS, SYNC_MAX_ROWS,
+};
 pub use integrity::IntegrityReport;
 pub use model::{parse_id, ObjectType, Principal, Role};
 pub use query::{Direction, QueryRequest, SortKey, MAX_SORT_KEYS};

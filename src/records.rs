@@ -426,14 +426,47 @@ fn find_matches(
     let catalog = view.catalog(principal.team, ty)?;
     let prop = catalog.require(slug)?;
     let wanted = coerce(prop, text)?;
-    let found = match view.scope(principal.team, ty)? {
+    Ok((
+        readable_matches(view, principal, ty, prop, &wanted)?,
+        wanted,
+    ))
+}
+
+/// Up to two live records of `ty` that the principal may read whose `prop` equals
+/// `wanted`.
+fn readable_matches(
+    view: &impl View,
+    principal: &Principal,
+    ty: ObjectType,
+    prop: &Property,
+    wanted: &StoredValue,
+) -> Result<Vec<(u128, StoredRecord)>> {
+    match view.scope(principal.team, ty)? {
         Some(scope) => {
             let allowed = access::readable(view, scope, principal, Level::Read)?;
-            matching_records(view, scope, prop, &wanted, 2, allowed.as_deref())?
+            matching_records(view, scope, prop, wanted, 2, allowed.as_deref())
         }
-        None => Vec::new(),
-    };
-    Ok((found, wanted))
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The ids of up to two live records of `ty` the principal may read whose `slug` holds
+/// the JSON `value` (checked against the property as a write would be).
+pub(crate) fn matches_of_value(
+    view: &impl View,
+    principal: &Principal,
+    ty: ObjectType,
+    slug: &str,
+    value: &Value,
+) -> Result<Vec<Uuid>> {
+    let catalog = view.catalog(principal.team, ty)?;
+    let prop = catalog.require(slug)?;
+    let wanted = prop.to_stored(value)?;
+    let found = readable_matches(view, principal, ty, prop, &wanted)?;
+    Ok(found
+        .into_iter()
+        .map(|(id, _)| Uuid::from_u128(id))
+        .collect())
 }
 
 /// find: the one live record whose `slug` equals `text`.

@@ -1,0 +1,247 @@
+//! Imports: sync and async jobs, per-row outcomes, dedupe keys, and jobs that resume after
+//! a restart without applying a row twice.
+
+mod common;
+
+use common::{assert_consistent, contact, setup};
+use prismdb::{
+    Database, ImportJob, ImportMode, ImportRequest, JobStatus, ObjectType, Principal, PropertySpec,
+};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+const C: ObjectType = ObjectType::Contact;
+
+fn rows(values: Vec<Value>) -> Vec<Map<String, Value>> {
+    values
+        .into_iter()
+        .map(|v| v.as_object().cloned().expect("an object"))
+        .collect()
+}
+
+fn codes(job: &ImportJob) -> Vec<&str> {
+    job.results
+        .iter()
+        .map(|r| r.error.as_ref().map_or("ok", |(code, _)| code.as_str()))
+        .collect()
+}
+
+fn people(n: usize) -> Vec<Map<String, Value>> {
+    rows(
+        (0..n)
+            .map(|i| json!({"name": format!("P{i}"), "email": format!("p{i}@x.io")}))
+            .collect(),
+    )
+}
+
+#[test]
+fn a_sync_import_reports_every_row() {
+    let (db, me) = setup();
+    contact(&db, &me, json!({"name": "Taken", "email": "taken@x.io"}));
+    let request = ImportRequest {
+        rows: rows(vec![
+            json!({"name": "A", "email": "a@x.io"}),
+            json!({"nope": 1}),
+            json!({"name": "B", "email": "taken@x.io"}),
+            json!({"name": "C", "email": "a@x.io"}),
+            json!({"name": "D"}),
+        ]),
+        ..ImportRequest::default()
+    };
+    let job = db.import(&me, C, &request).unwrap();
+    assert_eq!(job.status, JobStatus::Complete);
+    assert_eq!(
+        (job.total, job.processed, job.succeeded, job.failed),
+        (5, 5, 2, 3)
+    );
+    assert_eq!(
+        codes(&job),
+        [
+            "ok",
+            "unknown_property",
+            "unique_violation",
+            "unique_violation",
+            "ok"
+        ]
+    );
+    assert!(job.results[0].created && !job.results[0].existing);
+    assert_eq!(job.results[1].id, None);
+    assert_eq!(db.count(&me, C).unwrap(), 3);
+    assert_eq!(db.import_status(&me, job.job_id).unwrap(), job);
+    let shape = job.to_json();
+    assert_eq!(shape["status"], "complete");
+    assert_eq!(shape["results"][2]["error"]["code"], "unique_violation");
+    assert!(shape["expires_at"].is_string());
+    assert_consistent(&db);
+}
+
+#[test]
+fn a_dedupe_key_updates_what_it_matches() {
+    let (db, me) = setup();
+    let ada = contact(&db, &me, json!({"name": "Ada", "email": "ada@x.io"}));
+    let request = ImportRequest {
+        rows: rows(vec![
+            json!({"email": "ADA@x.io", "title": "Countess"}),
+            json!({"email": "new@x.io", "name": "New"}),
+            json!({"email": "new@x.io", "title": "Later"}),
+            json!({"name": "No key"}),
+        ]),
+        dedupe_key: Some("email".into()),
+        mode: Some(ImportMode::Sync),
+    };
+    let job = db.import(&me, C, &request).unwrap();
+    assert_eq!(codes(&job), ["ok", "ok", "ok", "ok"]);
+    assert!(job.results[0].existing && job.results[0].id == Some(ada.id));
+    assert!(job.results[1].created);
+    // The later row updates the record the earlier one made.
+    assert!(job.results[2].existing);
+    assert_eq!(job.results[2].id, job.results[1].id);
+    let new = db.get(&me, C, job.results[1].id.unwrap()).unwrap();
+    assert_eq!(new.properties.get("title"), Some(&json!("Later")));
+    assert_eq!(new.properties.get("name"), Some(&json!("New")));
+    assert_eq!(
+        db.get(&me, C, ada.id).unwrap().properties.get("title"),
+        Some(&json!("Countess"))
+    );
+    assert_eq!(db.count(&me, C).unwrap(), 3);
+    assert_consistent(&db);
+}
+
+#[test]
+fn ambiguous_keys_and_bad_requests_are_refused() {
+    let (db, me) = setup();
+    let admin = Principal::admin(me.team, me.user);
+    let city = PropertySpec {
+        slug: "city".into(),
+        kind: "text".into(),
+        indexed: Some(true),
+        ..Default::default()
+    };
+    db.add_property(&admin, C, &city).unwrap();
+    contact(&db, &me, json!({"name": "A", "city": "Oslo"}));
+    contact(&db, &me, json!({"name": "B", "city": "Oslo"}));
+    let by_city = ImportRequest {
+        rows: rows(vec![json!({"city": "Oslo", "name": "C"})]),
+        dedupe_key: Some("city".into()),
+        mode: None,
+    };
+    let job = db.import(&me, C, &by_city).unwrap();
+    assert_eq!(codes(&job), ["multiple_matches"]);
+    let by_name = ImportRequest {
+        dedupe_key: Some("name".into()),
+        ..by_city.clone()
+    };
+    assert_eq!(
+        db.import(&me, C, &by_name).unwrap_err().code(),
+        "invalid_request"
+    );
+    let too_many = ImportRequest {
+        rows: people(1001),
+        mode: Some(ImportMode::Sync),
+        ..ImportRequest::default()
+    };
+    assert_eq!(
+        db.import(&me, C, &too_many).unwrap_err().code(),
+        "limit_exceeded"
+    );
+    let events = ImportRequest {
+        rows: rows(vec![json!({"name": "E"})]),
+        ..ImportRequest::default()
+    };
+    let refused = db.import(&me, ObjectType::Event, &events).unwrap_err();
+    assert_eq!(refused.code(), "read_only_type");
+    for body in [
+        json!([]),
+        json!({"rows": [1]}),
+        json!({"rows": [], "mode": "later"}),
+        json!({"x": 1}),
+    ] {
+        let err = ImportRequest::from_json(&body).unwrap_err();
+        assert_eq!(err.code(), "invalid_request", "{body}");
+    }
+    let parsed = ImportRequest::from_json(
+        &json!({"rows": [{"name": "x"}], "dedupe_key": "email", "mode": "async"}),
+    )
+    .unwrap();
+    assert_eq!(parsed.mode, Some(ImportMode::Async));
+    assert_eq!(db.count(&me, C).unwrap(), 2);
+    // Another team cannot read the job.
+    let stranger = Principal::member(Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(
+        db.import_status(&stranger, job.job_id).unwrap_err().code(),
+        "not_found"
+    );
+    let colleague = Principal::member(me.team, Uuid::new_v4());
+    assert_eq!(
+        db.import_status(&colleague, job.job_id).unwrap_err().code(),
+        "not_found"
+    );
+}
+
+#[test]
+fn an_async_job_runs_in_chunks_and_reports_progress() {
+    let (db, me) = setup();
+    let request = ImportRequest {
+        rows: people(2500),
+        ..ImportRequest::default()
+    };
+    let job = db.import(&me, C, &request).unwrap();
+    assert_eq!(job.status, JobStatus::Processing);
+    assert_eq!((job.total, job.processed), (2500, 0));
+    assert!(job.expires_at.is_none());
+    assert_eq!(db.count(&me, C).unwrap(), 0);
+    let mut seen = Vec::new();
+    let chunks = db.run_import_jobs(|j| seen.push(j.processed)).unwrap();
+    assert_eq!(chunks, 3);
+    assert_eq!(seen, [1000, 2000, 2500]);
+    let done = db.import_status(&me, job.job_id).unwrap();
+    assert_eq!(done.status, JobStatus::Complete);
+    assert_eq!(
+        (done.succeeded, done.failed, done.results.len()),
+        (2500, 0, 2500)
+    );
+    assert_eq!(db.count(&me, C).unwrap(), 2500);
+    assert_eq!(db.run_import_jobs(|_| {}).unwrap(), 0);
+    // A finished job expires a day after it finished.
+    let parse = |text: &str| {
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    let expires = parse(done.expires_at.as_deref().unwrap());
+    assert_eq!(expires - parse(&done.updated_at), time::Duration::hours(24));
+    assert_consistent(&db);
+}
+
+#[test]
+fn a_job_resumes_after_a_restart_without_applying_a_row_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let me = Principal::member(Uuid::new_v4(), Uuid::new_v4());
+    let job_id = {
+        let db = Database::open(&path).unwrap();
+        let request = ImportRequest {
+            rows: people(3500),
+            mode: Some(ImportMode::Async),
+            ..ImportRequest::default()
+        };
+        let job = db.import(&me, C, &request).unwrap();
+        // Stop after the first chunk: the progress callback panics, as a crash would.
+        let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            db.run_import_jobs(|_| panic!("stop after one chunk"))
+                .unwrap();
+        }));
+        assert!(stopped.is_err());
+        assert_eq!(db.import_status(&me, job.job_id).unwrap().processed, 1000);
+        job.job_id
+    };
+    let db = Database::open(&path).unwrap();
+    assert_eq!(db.count(&me, C).unwrap(), 1000);
+    assert_eq!(db.run_import_jobs(|_| {}).unwrap(), 3);
+    let done = db.import_status(&me, job_id).unwrap();
+    assert_eq!(done.status, JobStatus::Complete);
+    assert_eq!(
+        (done.processed, done.succeeded, done.failed),
+        (3500, 3500, 0)
+    );
+    assert_eq!(db.count(&me, C).unwrap(), 3500);
+    assert_consistent(&db);
+}
