@@ -1,8 +1,11 @@
 //! The public entry point: [`Database`], its read [`Snapshot`]s and write [`Batch`]es.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
+use parking_lot::{Condvar, Mutex};
 use uuid::Uuid;
 
 use crate::bulk::{self, BulkResponse, BulkUpdateItem};
@@ -16,7 +19,7 @@ use crate::query::QueryRequest;
 use crate::record::{ListRequest, Page, Record, RecordInput};
 use crate::schema::{Catalog, Property, PropertyChange, PropertySpec};
 use crate::storage::{Durability, Kv, Store, Writer};
-use crate::txn::{ReadView, Shared, Tx};
+use crate::txn::{ReadView, Shared, Tx, View};
 use crate::{records, schema_ops};
 
 /// The file format this build writes. Files of another format are refused: format 1 kept
@@ -34,6 +37,10 @@ pub struct Options {
     /// How long soft-deleted records stay in the trash before [`Database::purge_trash`]
     /// removes them (default 30 days).
     pub trash_retention: Duration,
+    /// Whether the database runs its own worker thread for async import jobs (default
+    /// `false`: then the caller runs [`Database::run_import_jobs`] when it likes). The
+    /// worker resumes unfinished jobs at open and stops when the database is dropped.
+    pub jobs: bool,
 }
 
 impl Default for Options {
@@ -42,6 +49,7 @@ impl Default for Options {
             durability: Durability::Immediate,
             cache_bytes: 256 << 20,
             trash_retention: Duration::from_secs(30 * 24 * 3600),
+            jobs: false,
         }
     }
 }
@@ -52,9 +60,120 @@ impl Default for Options {
 /// on a consistent snapshot and never wait for writers; writes are serialized and each one
 /// commits atomically (all of its record, index and bitmap changes, or none).
 pub struct Database {
+    core: Arc<Core>,
+    /// The import job worker, when the database was opened with `jobs`.
+    worker: Option<JoinHandle<()>>,
+}
+
+/// What the database and its job worker share.
+struct Core {
     store: Store,
     shared: Shared,
     options: Options,
+    /// Wakes the worker when a job is stored, or tells it to stop.
+    signal: Signal,
+}
+
+/// A flag pair (work waiting, stop) with a condition variable, for the job worker.
+#[derive(Default)]
+struct Signal {
+    state: Mutex<(bool, bool)>,
+    changed: Condvar,
+}
+
+impl Signal {
+    fn notify(&self, stop: bool) {
+        let mut state = self.state.lock();
+        state.0 = true;
+        state.1 |= stop;
+        self.changed.notify_all();
+    }
+
+    fn stopped(&self) -> bool {
+        self.state.lock().1
+    }
+
+    /// Waits until notified or `timeout` passes; returns whether to stop.
+    fn wait(&self, timeout: Duration) -> bool {
+        let mut state = self.state.lock();
+        if !state.0 && !state.1 {
+            self.changed.wait_for(&mut state, timeout);
+        }
+        state.0 = false;
+        state.1
+    }
+}
+
+/// How often an idle worker looks for jobs anyway (a job stored by another process of
+/// the same file, or one that failed to wake it).
+const WORKER_POLL: Duration = Duration::from_secs(1);
+
+impl Core {
+    fn view(&self) -> Result<ReadView<'_>> {
+        Ok(ReadView::new(self.store.read()?, &self.shared))
+    }
+
+    fn write<R>(
+        &self,
+        durability: Durability,
+        body: impl FnOnce(&mut Tx<'_, '_>) -> Result<R>,
+    ) -> Result<R> {
+        let (result, new_teams) = self.store.write(durability, |writer: &mut Writer<'_>| {
+            let mut tx = Tx::new(writer, &self.shared);
+            let result = body(&mut tx)?;
+            records::fold_grams(&mut tx)?;
+            Ok((result, tx.finish()?))
+        })?;
+        self.shared.remember_teams(&new_teams);
+        Ok(result)
+    }
+
+    fn write_one<R>(&self, body: impl FnOnce(&mut Tx<'_, '_>) -> Result<R>) -> Result<R> {
+        self.write(self.options.durability, body)
+    }
+
+    /// See [`Database::run_import_jobs`]; stops early when the worker is told to stop.
+    fn run_import_jobs(&self, mut progress: impl FnMut(&ImportJob)) -> Result<u64> {
+        let mut chunks = 0;
+        self.write_one(|tx| import::purge_expired(tx, tx.now))?;
+        loop {
+            let pending = import::pending(View::kv(&self.view()?))?;
+            if pending.is_empty() || self.signal.stopped() {
+                return Ok(chunks);
+            }
+            for (team, number, job_id) in pending {
+                match self.write_one(|tx| import::run_chunk(tx, team, number, job_id)) {
+                    Ok(_) => chunks += 1,
+                    // A chunk that cannot be applied stops its job with the reason, rather
+                    // than being retried for ever.
+                    Err(e) => self.write_one(|tx| import::fail(tx, number, job_id, &e))?,
+                }
+                progress(&import::status(
+                    &self.view()?,
+                    &Principal::system(team),
+                    job_id,
+                )?);
+            }
+        }
+    }
+}
+
+/// The job worker: runs import jobs until told to stop.
+fn work(core: Arc<Core>) {
+    loop {
+        // An error here (storage failing) is retried at the next poll; jobs that fail on
+        // their own are marked failed by `run_import_jobs`.
+        let _ = core.run_import_jobs(|_| {});
+        if core.signal.wait(WORKER_POLL) {
+            return;
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        self.stop_worker();
+    }
 }
 
 impl Database {
@@ -79,20 +198,49 @@ impl Database {
 
     fn start(store: Store, options: Options) -> Result<Database> {
         store.write(Durability::Immediate, check_or_stamp_format)?;
-        Ok(Database {
+        let core = Core {
             store,
             shared: Shared::default(),
             options,
-        })
+            signal: Signal::default(),
+        };
+        let mut db = Database {
+            core: Arc::new(core),
+            worker: None,
+        };
+        db.start_worker()?;
+        Ok(db)
+    }
+
+    /// Starts the job worker if the options ask for one.
+    fn start_worker(&mut self) -> Result<()> {
+        if self.core.options.jobs && self.worker.is_none() {
+            *self.core.signal.state.lock() = (true, false);
+            let core = self.core.clone();
+            let handle = std::thread::Builder::new()
+                .name("prismdb-jobs".into())
+                .spawn(move || work(core))
+                .map_err(|e| Error::Internal(format!("cannot start the job worker: {e}")))?;
+            self.worker = Some(handle);
+        }
+        Ok(())
+    }
+
+    /// Stops the job worker (after the chunk it is applying) and waits for it.
+    fn stop_worker(&mut self) {
+        if let Some(handle) = self.worker.take() {
+            self.core.signal.notify(true);
+            let _ = handle.join();
+        }
     }
 
     /// The options the database was opened with.
     pub fn options(&self) -> &Options {
-        &self.options
+        &self.core.options
     }
 
     fn view(&self) -> Result<ReadView<'_>> {
-        Ok(ReadView::new(self.store.read()?, &self.shared))
+        self.core.view()
     }
 
     fn write<R>(
@@ -100,14 +248,7 @@ impl Database {
         durability: Durability,
         body: impl FnOnce(&mut Tx<'_, '_>) -> Result<R>,
     ) -> Result<R> {
-        let (result, new_teams) = self.store.write(durability, |writer: &mut Writer<'_>| {
-            let mut tx = Tx::new(writer, &self.shared);
-            let result = body(&mut tx)?;
-            records::fold_grams(&mut tx)?;
-            Ok((result, tx.finish()?))
-        })?;
-        self.shared.remember_teams(&new_teams);
-        Ok(result)
+        self.core.write(durability, body)
     }
 
     /// Opens a read snapshot: every read through it sees the same committed state.
@@ -122,7 +263,7 @@ impl Database {
         principal: &Principal,
         body: impl FnOnce(&mut Batch<'_, '_, '_>) -> Result<R>,
     ) -> Result<R> {
-        self.write_batch_with(principal, self.options.durability, body)
+        self.write_batch_with(principal, self.core.options.durability, body)
     }
 
     /// [`Database::write_batch`] with the durability of this one commit given.
@@ -139,7 +280,7 @@ impl Database {
     }
 
     fn write_one<R>(&self, body: impl FnOnce(&mut Tx<'_, '_>) -> Result<R>) -> Result<R> {
-        self.write(self.options.durability, body)
+        self.core.write_one(body)
     }
 
     /// Creates a record of `ty` and returns it (with its new id).
@@ -228,13 +369,16 @@ impl Database {
         ty: ObjectType,
         request: &ImportRequest,
     ) -> Result<ImportJob> {
-        let job_id = self.write_one(|tx| {
+        let (job_id, sync) = self.write_one(|tx| {
             let (job_id, number, sync) = import::start(tx, principal, ty, request)?;
             if sync {
                 while import::run_chunk(tx, principal.team, number, job_id)? {}
             }
-            Ok(job_id)
+            Ok((job_id, sync))
         })?;
+        if !sync {
+            self.core.signal.notify(false);
+        }
         self.import_status(principal, job_id)
     }
 
@@ -250,24 +394,8 @@ impl Database {
     /// progress bar). Also deletes jobs that expired. Returns how many chunks it applied.
     /// A crash between chunks loses nothing: the next run resumes at the first chunk not
     /// committed.
-    pub fn run_import_jobs(&self, mut progress: impl FnMut(&ImportJob)) -> Result<u64> {
-        let mut chunks = 0;
-        self.write_one(|tx| import::purge_expired(tx, tx.now))?;
-        loop {
-            let pending = import::pending(crate::txn::View::kv(&self.view()?))?;
-            if pending.is_empty() {
-                return Ok(chunks);
-            }
-            for (team, number, job_id) in pending {
-                self.write_one(|tx| import::run_chunk(tx, team, number, job_id))?;
-                chunks += 1;
-                progress(&import::status(
-                    &self.view()?,
-                    &Principal::system(team),
-                    job_id,
-                )?);
-            }
-        }
+    pub fn run_import_jobs(&self, progress: impl FnMut(&ImportJob)) -> Result<u64> {
+        self.core.run_import_jobs(progress)
     }
 
     /// The grant of deal, action, document or event `id` (the principal must be able to
@@ -397,24 +525,34 @@ impl Database {
     /// Permanently removes the records that have been in the trash longer than the
     /// retention period; returns how many were removed.
     pub fn purge_trash(&self) -> Result<u64> {
-        let retention = i64::try_from(self.options.trash_retention.as_micros()).unwrap_or(i64::MAX);
+        let retention =
+            i64::try_from(self.core.options.trash_retention.as_micros()).unwrap_or(i64::MAX);
         self.write_one(|tx| crate::trash::purge(tx, tx.now.saturating_sub(retention)))
     }
 
     /// Where the bytes of the file go (data, structure, free space).
     pub fn storage_stats(&self) -> Result<crate::storage::StorageStats> {
-        self.store.stats()
+        self.core.store.stats()
     }
 
     /// Makes every earlier commit durable, including those made with
     /// [`Durability::Eventual`]: one empty commit with an fsync.
     pub fn sync(&self) -> Result<()> {
-        self.store.write(Durability::Immediate, |_| Ok(()))
+        self.core.store.write(Durability::Immediate, |_| Ok(()))
     }
 
     /// Rewrites the file without its free pages; returns whether space was reclaimed.
+    /// The job worker, if any, pauses while it runs.
     pub fn compact(&mut self) -> Result<bool> {
-        self.store.compact()
+        self.stop_worker();
+        let compacted = match Arc::get_mut(&mut self.core) {
+            Some(core) => core.store.compact(),
+            None => Err(Error::Internal(
+                "compact: the database is still shared".into(),
+            )),
+        };
+        self.start_worker()?;
+        compacted
     }
 }
 

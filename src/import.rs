@@ -500,6 +500,19 @@ pub(crate) fn pending(kv: &impl Kv) -> Result<Vec<(Uuid, u32, Uuid)>> {
     Ok(found)
 }
 
+/// Marks job `job_id` (of team number `number`) failed, saying why: `error`, the failure
+/// of the chunk it stopped at.
+pub(crate) fn fail(tx: &mut Tx<'_, '_>, number: u32, job_id: Uuid, error: &Error) -> Result<()> {
+    let key = job_key(number, job_id);
+    let Some(mut job) = tx.kv().get_with(&key, decode::<StoredJob>)?.transpose()? else {
+        return Ok(());
+    };
+    job.error = Some(format!("stopped after {} rows: {error}", job.processed));
+    job.updated_at = tx.now;
+    job.finish(tx.now, JobStatus::Failed);
+    tx.writer().put(&key, &encode(&job)?)
+}
+
 /// Deletes jobs that finished more than [`JOB_RETENTION_MICROS`] before `now`, with
 /// their results. Returns how many.
 pub(crate) fn purge_expired(tx: &mut Tx<'_, '_>, now: i64) -> Result<u64> {
