@@ -13,8 +13,9 @@ use std::time::Instant;
 
 use mimalloc::MiMalloc;
 use prismdb::{
-    Database, Direction, Durability, Grant, Level, ListRequest, ObjectType, OptionSpec, Options,
-    Page, Principal, PropertyChange, PropertySpec, QueryRequest, RecordInput, SortKey,
+    BulkUpdateItem, Database, Direction, Durability, Grant, ImportMode, ImportRequest, Level,
+    ListRequest, ObjectType, OptionSpec, Options, Page, Principal, PropertyChange, PropertySpec,
+    QueryRequest, RecordInput, SortKey, IMPORT_CHUNK_ROWS,
 };
 use rusqlite::{params, Connection};
 use serde_json::{json, Map, Value};
@@ -701,7 +702,110 @@ fn main() {
         sqlite_us: s,
     });
 
+    import_rows(
+        &db,
+        &me,
+        &sqlite_rw,
+        &mut rng,
+        (n, org_count),
+        &org_ids,
+        &ids,
+        &mut rows,
+    );
+
     report(&rows, n);
+}
+
+/// The import and bulk rows (issue 5), both durable: an async import job of n/5 new
+/// contacts beside SQLite inserting the same rows in transactions of the job's chunk size, and a bulk update of 1,000 contacts beside one SQLite transaction of 1,000
+/// updates.
+#[allow(clippy::too_many_arguments)]
+fn import_rows(
+    db: &Database,
+    me: &Principal,
+    sqlite: &Connection,
+    rng: &mut Rng,
+    (n, org_count): (usize, usize),
+    org_ids: &[Uuid],
+    ids: &[Uuid],
+    rows: &mut Vec<Row>,
+) {
+    let count = (n / 5).max(1000);
+    let first = n + 1000;
+    let contacts: Vec<Contact> = (first..first + count)
+        .map(|i| make_contact(rng, i, org_count))
+        .collect();
+    let request = ImportRequest {
+        rows: contacts
+            .iter()
+            .map(|c| contact_json(c, org_ids).as_object().cloned().unwrap())
+            .collect(),
+        mode: Some(ImportMode::Async),
+        ..ImportRequest::default()
+    };
+    let start = Instant::now();
+    let job = db.import(me, C, &request).unwrap();
+    db.run_import_jobs(|_| {}).unwrap();
+    let prism = start.elapsed().as_secs_f64() * 1e6 / count as f64;
+    let job = db.import_status(me, job.job_id).unwrap();
+    assert_eq!(job.succeeded, count as u64, "import");
+    let new_ids: Vec<Uuid> = job.results.iter().map(|r| r.id.unwrap()).collect();
+    let start = Instant::now();
+    for (chunk, chunk_ids) in contacts
+        .chunks(IMPORT_CHUNK_ROWS)
+        .zip(new_ids.chunks(IMPORT_CHUNK_ROWS))
+    {
+        let tx = sqlite.unchecked_transaction().unwrap();
+        for (c, id) in chunk.iter().zip(chunk_ids) {
+            sqlite_insert_contact(&tx, *id, c, org_ids);
+        }
+        tx.commit().unwrap();
+    }
+    let theirs = start.elapsed().as_secs_f64() * 1e6 / count as f64;
+    eprintln!(
+        "import: {count} rows, prismdb {:.0} rows/s, SQLite {:.0} rows/s",
+        1e6 / prism,
+        1e6 / theirs
+    );
+    rows.push(Row {
+        op: "import (async job; SQLite in transactions of the same 10,000 rows; per row)",
+        prismdb_us: prism,
+        sqlite_us: theirs,
+    });
+    // Bulk update of 1,000 contacts: name and score, one transaction each call.
+    let mut round = 0;
+    let p = median_us(5, 1, |k| {
+        let items: Vec<BulkUpdateItem> = (0..1000)
+            .map(|j| BulkUpdateItem {
+                id: ids[(k * 1000 + j * 97) % ids.len()].to_string(),
+                input: RecordInput::from_properties(
+                    json!({"name": format!("Bulk {k} {j}"), "score": (j % 1000) as i64}),
+                )
+                .unwrap(),
+            })
+            .collect();
+        let response = db.bulk_update(me, C, &items).unwrap();
+        assert_eq!(response.summary.succeeded, 1000);
+    });
+    let s = median_us(5, 1, |k| {
+        let tx = sqlite.unchecked_transaction().unwrap();
+        for j in 0..1000 {
+            let id = ids[(k * 1000 + j * 97) % ids.len()];
+            let changed = tx
+                .prepare_cached("UPDATE contacts SET name = ?1, score = ?2, updated_at = ?3 WHERE id = ?4 AND deleted_at IS NULL")
+                .unwrap()
+                .execute(params![format!("Bulk {k} {j}"), (j % 1000) as i64, now_micros(), id.as_bytes()])
+                .unwrap();
+            assert_eq!(changed, 1);
+        }
+        tx.commit().unwrap();
+        round += 1;
+    });
+    rows.push(Row {
+        op: "bulk update of 1,000 contacts (one call / transaction)",
+        prismdb_us: p,
+        sqlite_us: s,
+    });
 }
 
 /// Deals for the grant rows: a select of this many stages.

@@ -25,8 +25,10 @@ use crate::txn::{Tx, View};
 
 /// The most rows a sync import takes; more (or `mode: "async"`) makes an async job.
 pub const SYNC_MAX_ROWS: usize = 1000;
-/// Rows applied per committed chunk of a job.
-pub(crate) const CHUNK_ROWS: usize = 1000;
+/// Rows applied per committed chunk of a job. Measured with 20,000 rows into 100,000
+/// contacts: 1,000-row chunks ran at 9,600 rows/s, 10,000-row chunks at 20,000 rows/s
+/// (each commit rewrites the bitmap chunks its rows touch; bigger chunks share them).
+pub const CHUNK_ROWS: usize = 10_000;
 /// How long a finished job can still be read: 24 hours, in microseconds.
 pub const JOB_RETENTION_MICROS: i64 = 24 * 3600 * 1_000_000;
 
