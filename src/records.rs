@@ -596,17 +596,23 @@ fn check_reference(
 }
 
 /// Refuses `record` (id `id`) if another live record holds one of its unique values.
+/// Values it already held as `before` (a live record being patched) are not looked up
+/// again: every write keeps unique values unique, so nobody else can hold them.
 fn check_unique(
     view: &impl View,
     scope: Scope,
     catalog: &Catalog,
     id: u128,
     record: &StoredRecord,
+    before: Option<&StoredRecord>,
 ) -> Result<()> {
     for (pid, value) in &record.props {
         let Some(prop) = catalog.by_pid(*pid).filter(|p| p.unique) else {
             continue;
         };
+        if before.is_some_and(|old| old.value(*pid) == Some(value)) {
+            continue;
+        }
         let holders = matching_records(view, scope, prop, value, 2, None)?;
         if let Some((other, _)) = holders.iter().find(|(other, _)| *other != id) {
             return Err(Error::UniqueViolation(format!(
@@ -636,7 +642,7 @@ fn insert_new(
 ) -> Result<u128> {
     let mut counters = tx.counters(scope)?;
     let id = next_id(counters.last_id, tx.now);
-    check_unique(tx, scope, catalog, id, &record)?;
+    check_unique(tx, scope, catalog, id, &record, None)?;
     record.ord = counters.next_ord;
     counters.next_ord = counters.next_ord.checked_add(1).ok_or_else(|| {
         Error::LimitExceeded(format!("{} holds the most records a type can", scope.ty))
@@ -929,7 +935,7 @@ pub(crate) fn patch(
     }
     record.updated_at = tx.now;
     let id = id.as_u128();
-    check_unique(tx, scope, &catalog, id, &record)?;
+    check_unique(tx, scope, &catalog, id, &record, Some(&old))?;
     reindex(tx, scope, &catalog, &old, &record)?;
     tx.touch(scope)?;
     store(tx, scope, id, &record)?;
@@ -975,7 +981,7 @@ pub(crate) fn restore(
     if record.is_live() {
         return Ok(render(&catalog, uid, record, None, RefStyle::Id));
     }
-    check_unique(tx, scope, &catalog, uid, &record)?;
+    check_unique(tx, scope, &catalog, uid, &record, None)?;
     link(tx, scope, &catalog, &record, true)?;
     tx.bitmap_set(scope, keys::TRASH, record.ord, false)?;
     let mut counters = tx.counters(scope)?;
