@@ -614,13 +614,13 @@ fn check_unique(
             continue;
         }
         let holders = matching_records(view, scope, prop, value, 2, None)?;
-        if let Some((other, _)) = holders.iter().find(|(other, _)| *other != id) {
+        // The message does not name the holder: the caller may not be allowed to read it.
+        if holders.iter().any(|(other, _)| *other != id) {
             return Err(Error::UniqueViolation(format!(
-                "{} {} is already held by {} {}",
+                "{} {} is already held by another {}",
                 prop.slug,
                 prop.to_json_value(value),
-                scope.ty,
-                Uuid::from_u128(*other)
+                scope.ty
             )));
         }
     }

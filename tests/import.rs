@@ -383,3 +383,115 @@ fn an_import_killed_20_times_applies_every_row_once() {
     assert_eq!(db.count(&me, C).unwrap(), 200_000);
     assert_consistent(&db);
 }
+
+#[test]
+fn import_rows_go_through_the_callers_grants() {
+    let db = Database::in_memory().unwrap();
+    let team = Uuid::new_v4();
+    let owner = Principal::member(team, Uuid::new_v4());
+    let member = Principal::member(team, Uuid::new_v4());
+    let admin = Principal::admin(team, Uuid::new_v4());
+    let code = PropertySpec {
+        slug: "code".into(),
+        kind: "text".into(),
+        unique: Some(true),
+        ..Default::default()
+    };
+    db.add_property(&admin, ObjectType::Deal, &code).unwrap();
+    let deal = |code: &str, team_level: Option<prismdb::Level>| {
+        let grant = prismdb::Grant {
+            team: team_level,
+            users: [(owner.user, prismdb::Level::Admin)].into(),
+            ..Default::default()
+        };
+        let input = prismdb::RecordInput {
+            grant: Some(grant),
+            ..common::input(json!({"name": code, "code": code}))
+        };
+        db.create(&owner, ObjectType::Deal, &input).unwrap().id
+    };
+    let hidden = deal("hidden", None);
+    let readable = deal("readable", Some(prismdb::Level::Read));
+    let request = ImportRequest {
+        rows: rows(vec![
+            json!({"code": "readable", "amount": 1}),
+            json!({"code": "fresh", "amount": 2}),
+            json!({"code": "hidden", "amount": 3}),
+        ]),
+        dedupe_key: Some("code".into()),
+        mode: None,
+    };
+    let job = db.import(&member, ObjectType::Deal, &request).unwrap();
+    // Readable but not writable: refused. A hidden record's unique value cannot be taken
+    // (uniqueness is team-wide) but the row does not learn which record holds it.
+    assert_eq!(codes(&job), ["permission_denied", "ok", "unique_violation"]);
+    let message = &job.results[2].error.as_ref().unwrap().1;
+    assert!(!message.contains(&hidden.to_string()), "{message}");
+    let untouched = db.get(&member, ObjectType::Deal, readable).unwrap();
+    assert!(untouched.properties.get("amount").is_none());
+    // What the member imported is the member's: it may delete it.
+    let made = job.results[1].id.unwrap();
+    db.delete(&member, ObjectType::Deal, made).unwrap();
+    assert_consistent(&db);
+}
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A drawn row: an e-mail from a small pool (or none), and whether it is invalid.
+    fn row() -> impl Strategy<Value = (Option<u8>, bool)> {
+        (proptest::option::of(0u8..6), proptest::bool::weighted(0.15))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Random rows with and without a dedupe key give the per-row outcomes and the
+        /// records that applying them one by one to a model gives.
+        #[test]
+        fn import_rows_agree_with_a_model(
+            existing in proptest::collection::vec(0u8..6, 0..4),
+            drawn in proptest::collection::vec(row(), 1..25),
+            dedupe in any::<bool>(),
+        ) {
+            let (db, me) = setup();
+            let mut held: std::collections::BTreeSet<u8> = Default::default();
+            for e in existing {
+                if held.insert(e) {
+                    contact(&db, &me, json!({"email": format!("e{e}@x.io")}));
+                }
+            }
+            let mut expected = Vec::new();
+            let mut made = held.len() as u64;
+            let mut values = Vec::new();
+            for (email, invalid) in &drawn {
+                let mut row = json!({"name": "n"});
+                if let Some(e) = email {
+                    row["email"] = json!(format!("e{e}@x.io"));
+                }
+                if *invalid {
+                    row["nope"] = json!(1);
+                }
+                values.push(row);
+                let outcome = match (email, dedupe, *invalid) {
+                    (_, _, true) => "unknown_property",
+                    (Some(e), true, false) if held.contains(e) => "ok",
+                    (Some(e), false, false) if held.contains(e) => "unique_violation",
+                    (Some(e), _, false) => { held.insert(*e); made += 1; "ok" }
+                    (None, _, false) => { made += 1; "ok" }
+                };
+                expected.push(outcome);
+            }
+            let request = ImportRequest {
+                rows: rows(values),
+                dedupe_key: dedupe.then(|| "email".to_owned()),
+                mode: None,
+            };
+            let job = db.import(&me, C, &request).unwrap();
+            prop_assert_eq!(codes(&job), expected);
+            prop_assert_eq!(db.count(&me, C).unwrap(), made);
+            prop_assert!(db.verify_integrity().unwrap().is_ok());
+        }
+    }
+}
