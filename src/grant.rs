@@ -209,12 +209,9 @@ fn entry_list(key: &str, value: &Value) -> Result<BTreeMap<Uuid, Level>> {
     Ok(out)
 }
 
-/// Whether records of `ty` carry grants.
-pub fn has_grants(ty: ObjectType) -> bool {
-    matches!(
-        ty,
-        ObjectType::Deal | ObjectType::Action | ObjectType::Document | ObjectType::Event
-    )
+/// Whether records of `ty` carry grants ([`ObjectType::has_grants`]).
+pub(crate) fn has_grants(ty: ObjectType) -> bool {
+    ty.has_grants()
 }
 
 /// Kinds of grant entries, the second byte of a scope bitmap's name.
