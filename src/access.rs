@@ -15,7 +15,7 @@ use roaring::RoaringBitmap;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::grant::{has_grants, scope_name, EntryKind, Grant, Level};
+use crate::grant::{scope_name, EntryKind, Grant, Level};
 use crate::keys::Scope;
 use crate::model::{ObjectType, Principal, Role};
 use crate::storage::Kv;
@@ -23,7 +23,7 @@ use crate::txn::{Tx, View};
 
 /// Whether grants do not apply to `principal` on records of `ty`.
 fn bypasses(principal: &Principal, ty: ObjectType) -> bool {
-    principal.is_admin() || !has_grants(ty)
+    principal.is_admin() || !ty.has_grants()
 }
 
 /// The records of `scope` whose grant gives `principal` at least `need`, or `None` when
@@ -132,13 +132,13 @@ pub(crate) fn new_grant(
     ty: ObjectType,
     given: Option<&Grant>,
 ) -> Result<Option<Grant>> {
-    match (has_grants(ty), given) {
+    match (ty.has_grants(), given) {
         (false, None) => Ok(None),
         (false, Some(_)) => Err(Error::InvalidValue(format!("{ty} records carry no grant"))),
-        (true, Some(grant)) if !grant.has_admin() => Err(Error::InvalidValue(
-            "grant: a grant must give someone the \"a\" level, or nobody could change it".into(),
-        )),
-        (true, Some(grant)) => Ok(Some(grant.clone())),
+        (true, Some(grant)) => {
+            grant.check_has_admin()?;
+            Ok(Some(grant.clone()))
+        }
         (true, None) => Ok(Some(Grant::default_for(principal.user))),
     }
 }

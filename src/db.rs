@@ -133,7 +133,9 @@ impl Core {
     }
 
     /// See [`Database::run_import_jobs`]; stops early when the worker is told to stop.
-    fn run_import_jobs(&self, mut progress: impl FnMut(&ImportJob)) -> Result<u64> {
+    /// The worker passes no `progress`, so it does not read back each job's snapshot (all
+    /// of its results so far) after every chunk.
+    fn run_import_jobs(&self, mut progress: Option<&mut dyn FnMut(&ImportJob)>) -> Result<u64> {
         let mut chunks = 0;
         self.write_one(|tx| import::purge_expired(tx, tx.now))?;
         loop {
@@ -148,11 +150,10 @@ impl Core {
                     // than being retried for ever.
                     Err(e) => self.write_one(|tx| import::fail(tx, number, job_id, &e))?,
                 }
-                progress(&import::status(
-                    &self.view()?,
-                    &Principal::system(team),
-                    job_id,
-                )?);
+                if let Some(progress) = progress.as_mut() {
+                    let system = Principal::system(team);
+                    progress(&import::status(&self.view()?, &system, job_id)?);
+                }
             }
         }
     }
@@ -163,7 +164,7 @@ fn work(core: Arc<Core>) {
     loop {
         // An error here (storage failing) is retried at the next poll; jobs that fail on
         // their own are marked failed by `run_import_jobs`.
-        let _ = core.run_import_jobs(|_| {});
+        let _ = core.run_import_jobs(None);
         if core.signal.wait(WORKER_POLL) {
             return;
         }
@@ -394,8 +395,8 @@ impl Database {
     /// progress bar). Also deletes jobs that expired. Returns how many chunks it applied.
     /// A crash between chunks loses nothing: the next run resumes at the first chunk not
     /// committed.
-    pub fn run_import_jobs(&self, progress: impl FnMut(&ImportJob)) -> Result<u64> {
-        self.core.run_import_jobs(progress)
+    pub fn run_import_jobs(&self, mut progress: impl FnMut(&ImportJob)) -> Result<u64> {
+        self.core.run_import_jobs(Some(&mut progress))
     }
 
     /// The grant of deal, action, document or event `id` (the principal must be able to

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::model::{ObjectType, Principal};
+use crate::model::Principal;
 
 /// An access level of a grant entry; each level implies the ones before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -98,6 +98,16 @@ impl Grant {
                 .any(|l| *l == Level::Admin)
     }
 
+    /// Refuses (`invalid_value`) a grant that gives nobody the admin level.
+    pub(crate) fn check_has_admin(&self) -> Result<()> {
+        if self.has_admin() {
+            return Ok(());
+        }
+        Err(bad(
+            "a grant must give someone the \"a\" level, or nobody could change it".into(),
+        ))
+    }
+
     /// Parses a grant in the API's shape, `{team_id: {team: level}, team_group_id:
     /// [{group: level}], user_id: [{user: level}]}`, for a record of `team` (a missing key
     /// grants nothing). Errors are `invalid_value` and say what was wrong: a malformed id
@@ -121,11 +131,7 @@ impl Grant {
                 }
             }
         }
-        if !grant.has_admin() {
-            return Err(bad(
-                "a grant must give someone the \"a\" level, or nobody could change it".into(),
-            ));
-        }
+        grant.check_has_admin()?;
         Ok(grant)
     }
 
@@ -207,11 +213,6 @@ fn entry_list(key: &str, value: &Value) -> Result<BTreeMap<Uuid, Level>> {
         }
     }
     Ok(out)
-}
-
-/// Whether records of `ty` carry grants ([`ObjectType::has_grants`]).
-pub(crate) fn has_grants(ty: ObjectType) -> bool {
-    ty.has_grants()
 }
 
 /// Kinds of grant entries, the second byte of a scope bitmap's name.

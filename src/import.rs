@@ -239,17 +239,21 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
 }
 
 /// Keys of one job: its row, and per chunk its rows and its results.
-fn job_key(team: u32, job: Uuid) -> Vec<u8> {
-    let mut key = vec![keys::JOB];
+/// `tag, team, job id`: the job's key under `JOB`, or the prefix of its chunks under
+/// `JOB_ROWS` and `JOB_RESULTS`.
+fn job_prefix(tag: u8, team: u32, job: Uuid) -> Vec<u8> {
+    let mut key = vec![tag];
     key.extend_from_slice(&team.to_be_bytes());
     key.extend_from_slice(job.as_bytes());
     key
 }
 
+fn job_key(team: u32, job: Uuid) -> Vec<u8> {
+    job_prefix(keys::JOB, team, job)
+}
+
 fn part_key(tag: u8, team: u32, job: Uuid, chunk: u32) -> Vec<u8> {
-    let mut key = vec![tag];
-    key.extend_from_slice(&team.to_be_bytes());
-    key.extend_from_slice(job.as_bytes());
+    let mut key = job_prefix(tag, team, job);
     key.extend_from_slice(&chunk.to_be_bytes());
     key
 }
@@ -449,12 +453,7 @@ pub(crate) fn status(view: &impl View, principal: &Principal, job_id: Uuid) -> R
         return Err(missing());
     }
     let mut results = Vec::with_capacity(job.processed as usize);
-    let prefix = {
-        let mut p = vec![keys::JOB_RESULTS];
-        p.extend_from_slice(&team.to_be_bytes());
-        p.extend_from_slice(job_id.as_bytes());
-        p
-    };
+    let prefix = job_prefix(keys::JOB_RESULTS, team, job_id);
     view.kv().scan_prefix(&prefix, |_, value| {
         results.extend(decode::<Vec<RowResult>>(value)?);
         Ok(true)
@@ -478,15 +477,8 @@ pub(crate) fn status(view: &impl View, principal: &Principal, job_id: Uuid) -> R
 
 /// Every job still processing: (team uuid, team number, job id), oldest first per team.
 pub(crate) fn pending(kv: &impl Kv) -> Result<Vec<(Uuid, u32, Uuid)>> {
-    let mut teams = std::collections::HashMap::new();
-    kv.scan_prefix(&[keys::TEAM], |key, value| {
-        if let (Some(uuid), Some(number)) = (key.get(1..17), keys::read_u32(value)) {
-            if let Ok(uuid) = Uuid::from_slice(uuid) {
-                teams.insert(number, uuid);
-            }
-        }
-        Ok(true)
-    })?;
+    let teams: std::collections::HashMap<u32, Uuid> =
+        crate::integrity::teams(kv)?.into_iter().collect();
     let mut found = Vec::new();
     kv.scan_prefix(&[keys::JOB], |key, value| {
         let job: StoredJob = decode(value)?;
@@ -531,12 +523,11 @@ pub(crate) fn purge_expired(tx: &mut Tx<'_, '_>, now: i64) -> Result<u64> {
     })?;
     for key in &doomed {
         tx.writer().delete(key)?;
-        let mut results = key.clone();
-        results[0] = keys::JOB_RESULTS;
-        tx.writer().delete_prefix(&results)?;
-        let mut rows = key.clone();
-        rows[0] = keys::JOB_ROWS;
-        tx.writer().delete_prefix(&rows)?;
+        for tag in [keys::JOB_RESULTS, keys::JOB_ROWS] {
+            let mut parts = key.clone();
+            parts[0] = tag;
+            tx.writer().delete_prefix(&parts)?;
+        }
     }
     Ok(doomed.len() as u64)
 }

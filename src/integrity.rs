@@ -10,7 +10,7 @@ use crate::bitmap;
 use crate::codec::decode_record;
 use crate::column;
 use crate::error::Result;
-use crate::grant::{has_grants, Grant};
+use crate::grant::Grant;
 use crate::index;
 use crate::keys::{self, Scope};
 use crate::model::ObjectType;
@@ -34,7 +34,7 @@ impl IntegrityReport {
 }
 
 /// Every (team number, team id) in the file.
-fn teams(kv: &impl Kv) -> Result<Vec<(u32, Uuid)>> {
+pub(crate) fn teams(kv: &impl Kv) -> Result<Vec<(u32, Uuid)>> {
     let mut found = Vec::new();
     kv.scan_prefix(&[keys::TEAM], |key, value| {
         let id = Uuid::from_slice(&key[1..]).ok();
@@ -220,7 +220,7 @@ fn compare_grants(
         Ok(true)
     })?;
     let records: RoaringBitmap = expected.ords.keys().copied().collect();
-    let should_have = if has_grants(scope.ty) {
+    let should_have = if scope.ty.has_grants() {
         records
     } else {
         RoaringBitmap::new()

@@ -15,7 +15,7 @@ use crate::codec::{
     decode_record, decode_value, encode_record, is_trashed, record_ord, StoredRecord, StoredValue,
 };
 use crate::error::{Error, Result};
-use crate::grant::{has_grants, Grant, Level};
+use crate::grant::{Grant, Level};
 use crate::index;
 use crate::keys::{self, Scope};
 use crate::model::{ObjectType, Principal};
@@ -787,7 +787,7 @@ fn granted(
     id: Uuid,
     need: Level,
 ) -> Result<(Scope, StoredRecord)> {
-    if !has_grants(ty) {
+    if !ty.has_grants() {
         return Err(Error::InvalidRequest(format!(
             "{ty} records carry no grant (only deal, action, document and event do)"
         )));
@@ -1005,7 +1005,7 @@ pub(crate) fn duplicate(
     let (scope, original) = load_live(tx, principal, ty, id, Level::Read)?;
     let catalog = tx.catalog(principal.team, ty)?;
     let grant = match access::load_grant(tx.kv(), scope, original.ord)? {
-        Some(mut grant) if has_grants(ty) => {
+        Some(mut grant) if ty.has_grants() => {
             grant.users.insert(principal.user, Level::Admin);
             Some(grant)
         }
