@@ -37,6 +37,20 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in the order of SPEC §2's table.
+    pub const ALL: [Kind; 10] = [
+        Kind::Text,
+        Kind::Email,
+        Kind::Url,
+        Kind::Phone,
+        Kind::Number,
+        Kind::Boolean,
+        Kind::Datetime,
+        Kind::Select,
+        Kind::Multiselect,
+        Kind::Reference,
+    ];
+
     /// The kind's name, as in the API (`"multiselect"`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,19 +69,8 @@ impl Kind {
 
     /// Parses a kind name; an unknown one is `invalid_value`.
     pub fn parse(name: &str) -> Result<Kind> {
-        const ALL: [Kind; 10] = [
-            Kind::Text,
-            Kind::Email,
-            Kind::Url,
-            Kind::Phone,
-            Kind::Number,
-            Kind::Boolean,
-            Kind::Datetime,
-            Kind::Select,
-            Kind::Multiselect,
-            Kind::Reference,
-        ];
-        ALL.into_iter()
+        Kind::ALL
+            .into_iter()
             .find(|k| k.as_str() == name)
             .ok_or_else(|| Error::InvalidValue(format!("unknown property kind {name:?}")))
     }

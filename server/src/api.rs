@@ -36,9 +36,9 @@ pub struct RecordBody {
     #[serde(default)]
     #[schema(value_type = Object, additional_properties)]
     pub default: Map<String, Value>,
-    /// The reference's opaque `list` member: stored as written.
+    /// The reference's opaque `list` member: any JSON value, stored as written.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub list: Option<Value>,
     /// The integration that wrote the record.
     #[serde(default)]
@@ -69,9 +69,9 @@ pub struct RecordResponse {
     /// Property values keyed by slug, with `created_at` and `updated_at`.
     #[schema(value_type = Object, additional_properties)]
     pub default: Map<String, Value>,
-    /// The opaque `list` member, when one was written.
+    /// The opaque `list` member (any JSON value), when one was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub list: Option<Value>,
 }
 
@@ -147,6 +147,7 @@ impl From<Page> for PageResponse {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1..=1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
@@ -216,9 +217,11 @@ pub struct QueryBody {
     pub filter: Option<Value>,
     /// Up to 3 sort keys; `id` ascending breaks ties.
     #[serde(default)]
+    #[schema(max_items = 3)]
     pub sort: Vec<SortBody>,
     /// Page size, 1..=1000 (default 50).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The previous page's `next_cursor`.
     #[serde(default)]
@@ -403,8 +406,9 @@ impl From<ImportJob> for ImportJobResponse {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkUpdateItemBody {
-    /// The record's id; anything but a UUID string fails this item with `invalid_id`.
-    #[schema(value_type = String)]
+    /// The record's id. Any JSON value is taken: anything but a UUID string fails only
+    /// this item, with `invalid_id` and a null `id` in its result.
+    #[schema(value_type = serde_json::Value)]
     pub id: Value,
     /// The values to merge in, as a patch takes them.
     #[serde(default)]
@@ -446,8 +450,9 @@ fn id_text(id: &Value) -> String {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkDeleteBody {
-    /// The records to delete.
-    #[schema(value_type = Vec<String>)]
+    /// The records to delete. Any JSON values are taken: anything but a UUID string fails
+    /// only its item, with `invalid_id` and a null `id` in its result.
+    #[schema(value_type = Vec<serde_json::Value>)]
     pub ids: Vec<Value>,
 }
 
@@ -593,14 +598,33 @@ impl OptionBody {
     }
 }
 
+/// The kinds of property (SPEC §2): a string enum listed from the library's
+/// [`prismdb::Kind::ALL`], so the document follows the library.
+pub struct KindName;
+
+impl utoipa::PartialSchema for KindName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let names = prismdb::Kind::ALL.map(prismdb::Kind::as_str);
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(names))
+            .description(Some("The kind of a property."))
+            .into()
+    }
+}
+
+impl ToSchema for KindName {}
+
 /// The body of `POST /properties`: a new property.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PropertyBody {
     /// `[a-z][a-z0-9_]{0,63}`.
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub slug: String,
     /// text, email, url, phone, number, boolean, datetime, select, multiselect or
     /// reference.
+    #[schema(value_type = KindName)]
     pub kind: String,
     /// Values must be unique among live records.
     #[serde(default)]

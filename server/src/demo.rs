@@ -167,6 +167,18 @@ fn add_demo_properties(db: &Database, admin: &Principal) -> prismdb::Result<()> 
         ObjectType::Organization,
         &select("industry", &INDUSTRIES),
     )?;
+    // Lists are sorted by name: keep names in the value index so those sorts walk it.
+    let indexed = prismdb::PropertyChange {
+        indexed: Some(true),
+        ..prismdb::PropertyChange::default()
+    };
+    for ty in [
+        ObjectType::Contact,
+        ObjectType::Organization,
+        ObjectType::Deal,
+    ] {
+        db.update_property(admin, ty, "name", &indexed)?;
+    }
     Ok(())
 }
 

@@ -8,10 +8,11 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use prismdb::Grant;
+use prismdb::{Grant, ObjectType};
+use utoipa::openapi::schema::{Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::OpenApi as OpenApiDoc;
-use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
+use utoipa::openapi::{ObjectBuilder, OpenApi as OpenApiDoc, RefOr};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -20,43 +21,57 @@ use crate::api::*;
 use crate::error::ApiError;
 use crate::extract::{AppState, Call, JsonBody, Params, MAX_BODY_BYTES};
 
-/// Every object type, as route segments name them.
-#[allow(dead_code)]
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-enum TypeName {
-    Contact,
-    Organization,
-    Identity,
-    Deal,
-    Action,
-    Document,
-    Event,
+/// A string enum of the object types `keep` takes, listed from the library's
+/// [`ObjectType::ALL`] so that the document follows the library.
+fn type_schema(description: &str, keep: fn(&ObjectType) -> bool) -> RefOr<Schema> {
+    let names: Vec<&str> = ObjectType::ALL
+        .iter()
+        .filter(|ty| keep(ty))
+        .map(|ty| ty.as_str())
+        .collect();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(names))
+        .description(Some(description))
+        .into()
 }
+
+/// Every object type, as route segments name them.
+struct TypeName;
+
+impl PartialSchema for TypeName {
+    fn schema() -> RefOr<Schema> {
+        type_schema("An object type.", |_| true)
+    }
+}
+
+impl ToSchema for TypeName {}
 
 /// The object types with write routes (every type but `event`).
-#[allow(dead_code)]
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-enum WritableTypeName {
-    Contact,
-    Organization,
-    Identity,
-    Deal,
-    Action,
-    Document,
+struct WritableTypeName;
+
+impl PartialSchema for WritableTypeName {
+    fn schema() -> RefOr<Schema> {
+        type_schema("An object type with write routes (not event).", |ty| {
+            *ty != ObjectType::Event
+        })
+    }
 }
 
+impl ToSchema for WritableTypeName {}
+
 /// The object types whose records carry grants.
-#[allow(dead_code)]
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-enum GrantTypeName {
-    Deal,
-    Action,
-    Document,
-    Event,
+struct GrantTypeName;
+
+impl PartialSchema for GrantTypeName {
+    fn schema() -> RefOr<Schema> {
+        type_schema("An object type whose records carry grants.", |ty| {
+            ty.has_grants()
+        })
+    }
 }
+
+impl ToSchema for GrantTypeName {}
 
 /// `{teamId}/{objectType}` of a read route.
 #[allow(dead_code)]
@@ -144,6 +159,7 @@ enum Failures {
         title = "prismdb",
         description = "The Prism objects API on an embedded prismdb file."
     ),
+    components(schemas(TypeName, WritableTypeName, GrantTypeName, ErrorResponse, ErrorDetail, KindName)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

@@ -745,6 +745,31 @@ fn the_openapi_document_lists_every_route_the_server_answers() {
             );
         }
     }
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(!refs.is_empty());
+    for reference in refs {
+        let name = reference
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{reference}"));
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "{reference} does not resolve"
+        );
+    }
     let schemes = &doc["components"]["securitySchemes"]["bearer"];
     assert_eq!(schemes["scheme"], "bearer");
+}
+
+fn collect_refs(value: &Value, refs: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(reference)) = map.get("$ref") {
+                refs.push(reference.clone());
+            }
+            map.values().for_each(|v| collect_refs(v, refs));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, refs)),
+        _ => {}
+    }
 }
