@@ -4,7 +4,7 @@
 # Needs wrk (Debian package `wrk`) and a release build of the server.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bin="${PRISMDB_BIN:-target/release/prismdb}"
+bin="${PRISMDB_BIN:-${CARGO_TARGET_DIR:-target}/release/prismdb}"
 contacts="${CONTACTS:-100000}"
 seconds="${SECONDS_PER_RUN:-20}"
 work="$(mktemp -d)"
