@@ -192,6 +192,20 @@ impl Database {
         Database::start(store, options)
     }
 
+    /// Opens (or creates) a database over a storage backend of the caller's (tests inject
+    /// faults through one; see `tests/faults.rs`), with `options` (`cache_bytes` is the page
+    /// cache).
+    ///
+    /// Fails with `internal` if the backend's bytes are not a prismdb database or cannot be
+    /// read.
+    pub fn open_backend(
+        backend: impl crate::storage::StorageBackend,
+        options: Options,
+    ) -> Result<Database> {
+        let store = Store::open_backend(backend, options.cache_bytes)?;
+        Database::start(store, options)
+    }
+
     /// Creates a database that lives in memory and disappears when dropped (tests).
     pub fn in_memory() -> Result<Database> {
         Database::start(Store::in_memory()?, Options::default())

@@ -12,8 +12,14 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+/// Where a database keeps its bytes, for [`crate::Database::open_backend`]: redb's storage
+/// backend trait (`len`, `read`, `set_len`, `sync_data`, `write`), re-exported so callers can
+/// supply their own (tests wrap an in-memory one to inject faults).
+pub use redb::StorageBackend;
 
 use crate::error::{Error, Result};
 
@@ -50,6 +56,9 @@ pub struct StorageStats {
 /// An open redb database holding prismdb's one table.
 pub(crate) struct Store {
     db: redb::Database,
+    /// Set when a write failed in storage (an I/O error, most likely): what the file holds
+    /// after that is only known once it is reopened, so every later write is refused.
+    failed: AtomicBool,
 }
 
 fn internal(context: &str, err: impl std::fmt::Display) -> Error {
@@ -68,9 +77,15 @@ impl Store {
 
     /// Creates a store that lives in memory only (tests, scratch work).
     pub fn in_memory() -> Result<Store> {
+        Store::open_backend(redb::backends::InMemoryBackend::new(), 64 << 20)
+    }
+
+    /// Opens (or creates) a store over `backend` with a page cache of `cache_bytes`.
+    pub fn open_backend(backend: impl StorageBackend, cache_bytes: usize) -> Result<Store> {
         let db = redb::Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .map_err(|e| internal("cannot create in-memory database", e))?;
+            .set_cache_size(cache_bytes)
+            .create_with_backend(backend)
+            .map_err(|e| internal("cannot open the storage backend", e))?;
         Self::with_table(db)
     }
 
@@ -79,7 +94,16 @@ impl Store {
         txn.open_table(TABLE)
             .map_err(|e| internal("open table", e))?;
         txn.commit().map_err(|e| internal("commit", e))?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            failed: AtomicBool::new(false),
+        })
+    }
+
+    /// Marks the store failed and passes the error on.
+    fn fail(&self, error: Error) -> Error {
+        self.failed.store(true, Ordering::SeqCst);
+        error
     }
 
     /// Begins a read transaction: a consistent snapshot that later commits do not change.
@@ -103,35 +127,43 @@ impl Store {
         durability: Durability,
         body: impl FnOnce(&mut Writer<'_>) -> Result<R>,
     ) -> Result<R> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(Error::Internal(
+                "storage: an earlier write failed in storage; reopen the database before writing"
+                    .into(),
+            ));
+        }
         let mut txn = self
             .db
             .begin_write()
-            .map_err(|e| internal("begin write", e))?;
+            .map_err(|e| self.fail(internal("begin write", e)))?;
         let level = match durability {
             Durability::Immediate => redb::Durability::Immediate,
             Durability::Eventual => redb::Durability::None,
         };
         txn.set_durability(level)
             .map_err(|e| internal("set durability", e))?;
-        let outcome = {
+        let (outcome, storage_failed) = {
             let table = txn
                 .open_table(TABLE)
-                .map_err(|e| internal("open table", e))?;
+                .map_err(|e| self.fail(internal("open table", e)))?;
             let mut writer = Writer {
                 table,
                 pending: BTreeMap::new(),
                 pending_bytes: 0,
+                storage_failed: false,
             };
-            body(&mut writer).and_then(|value| writer.flush().map(|()| value))
+            let outcome = body(&mut writer).and_then(|value| writer.flush().map(|()| value));
+            (outcome, writer.storage_failed)
         };
         match outcome {
             Ok(value) => {
-                txn.commit().map_err(|e| internal("commit", e))?;
+                txn.commit().map_err(|e| self.fail(internal("commit", e)))?;
                 Ok(value)
             }
             Err(err) => {
-                txn.abort().map_err(|e| internal("abort", e))?;
-                Err(err)
+                txn.abort().map_err(|e| self.fail(internal("abort", e)))?;
+                Err(if storage_failed { self.fail(err) } else { err })
             }
         }
     }
@@ -279,6 +311,8 @@ pub(crate) struct Writer<'txn> {
     table: redb::Table<'txn, &'static [u8], &'static [u8]>,
     pending: BTreeMap<Vec<u8>, Held>,
     pending_bytes: usize,
+    /// Whether applying held writes to redb failed (the store is then marked failed).
+    storage_failed: bool,
 }
 
 /// A write held until the flush.
@@ -343,8 +377,15 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Applies the held writes to redb in key order.
+    /// Applies the held writes to redb in key order; a failure marks the transaction's
+    /// storage failed.
     pub fn flush(&mut self) -> Result<()> {
+        let applied = self.apply_held();
+        self.storage_failed |= applied.is_err();
+        applied
+    }
+
+    fn apply_held(&mut self) -> Result<()> {
         let mut held = std::mem::take(&mut self.pending).into_iter().peekable();
         self.pending_bytes = 0;
         while let Some((key, write)) = held.next() {

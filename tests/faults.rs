@@ -1,0 +1,307 @@
+//! Storage faults, injected under the database through a storage backend of our own: an
+//! in-memory disk that fails `write`, `set_len` or `sync_data` after a countdown (tearing the
+//! failed write in half), and that keeps a "durable" image which only moves on
+//! `sync_data`, so a power cut can be simulated by reopening that image.
+//!
+//! After a fault the database refuses every later write until it is reopened; reopened
+//! from what was written (a process crash) or from what was synced (a power cut), it holds
+//! exactly the acknowledged writes (plus, at most, the one write whose commit failed, whole
+//! or not at all), and `verify_integrity()` is clean.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use prismdb::{
+    Database, Durability, Error, ListRequest, ObjectType, Options, Principal, RecordInput,
+    StorageBackend,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+#[derive(Debug, Default)]
+struct Disk {
+    live: Vec<u8>,
+    durable: Vec<u8>,
+    /// Writes, resizes and syncs left before the disk fails (`None`: never).
+    countdown: Option<u64>,
+    failed: bool,
+}
+
+/// The faulty disk; clones share it.
+#[derive(Clone, Debug, Default)]
+struct Faulty(Arc<Mutex<Disk>>);
+
+impl Faulty {
+    fn over(image: Vec<u8>) -> Faulty {
+        let disk = Disk {
+            durable: image.clone(),
+            live: image,
+            ..Disk::default()
+        };
+        Faulty(Arc::new(Mutex::new(disk)))
+    }
+
+    /// Fails the `countdown`-th next write, resize or sync, and everything after it.
+    fn arm(&self, countdown: u64) {
+        self.0.lock().unwrap().countdown = Some(countdown);
+    }
+
+    fn live(&self) -> Vec<u8> {
+        self.0.lock().unwrap().live.clone()
+    }
+
+    fn durable(&self) -> Vec<u8> {
+        self.0.lock().unwrap().durable.clone()
+    }
+}
+
+/// Counts one mutating call down; `Err` once the disk has failed.
+fn tick(disk: &mut Disk) -> io::Result<()> {
+    match disk.countdown {
+        _ if disk.failed => Err(io::Error::other("injected: the disk failed earlier")),
+        Some(0) => {
+            disk.failed = true;
+            Err(io::Error::other("injected I/O error"))
+        }
+        Some(n) => {
+            disk.countdown = Some(n - 1);
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+fn put(live: &mut Vec<u8>, offset: u64, data: &[u8]) {
+    let start = offset as usize;
+    if live.len() < start + data.len() {
+        live.resize(start + data.len(), 0);
+    }
+    live[start..start + data.len()].copy_from_slice(data);
+}
+
+impl StorageBackend for Faulty {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.lock().unwrap().live.len() as u64)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        let disk = self.0.lock().unwrap();
+        let start = offset as usize;
+        let bytes = disk
+            .live
+            .get(start..start + out.len())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        out.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let mut disk = self.0.lock().unwrap();
+        tick(&mut disk)?;
+        disk.live.resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let mut disk = self.0.lock().unwrap();
+        tick(&mut disk)?;
+        disk.durable = disk.live.clone();
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let mut disk = self.0.lock().unwrap();
+        if let Err(e) = tick(&mut disk) {
+            // A torn write: the first half reached the disk.
+            put(&mut disk.live, offset, &data[..data.len() / 2]);
+            return Err(e);
+        }
+        put(&mut disk.live, offset, data);
+        Ok(())
+    }
+}
+
+const TEAM: Uuid = Uuid::from_u128(0xfa17);
+
+fn me() -> Principal {
+    Principal::member(TEAM, Uuid::from_u128(1))
+}
+
+/// The records a database holds: id → name.
+type Names = BTreeMap<Uuid, String>;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Create(String),
+    Patch(Uuid, String),
+    Delete(Uuid),
+}
+
+/// The `step`-th operation of a run: mostly creates, some patches and deletes.
+fn op(step: u64, model: &Names) -> Op {
+    let ids: Vec<Uuid> = model.keys().copied().collect();
+    match step % 4 {
+        _ if ids.is_empty() => Op::Create(format!("n{step}")),
+        2 => Op::Patch(ids[(step as usize * 7) % ids.len()], format!("p{step}")),
+        3 if step % 8 == 3 => Op::Delete(ids[(step as usize * 5) % ids.len()]),
+        _ => Op::Create(format!("n{step}")),
+    }
+}
+
+fn apply(db: &Database, op: &Op) -> prismdb::Result<Option<Uuid>> {
+    let c = ObjectType::Contact;
+    let input = |name: &str| {
+        RecordInput::from_properties(json!({"name": name, "email": format!("{name}@example.com")}))
+    };
+    match op {
+        Op::Create(name) => Ok(Some(db.create(&me(), c, &input(name)?)?.id)),
+        Op::Patch(id, name) => db.patch(&me(), c, *id, &input(name)?).map(|_| None),
+        Op::Delete(id) => db.delete(&me(), c, *id).map(|_| None),
+    }
+}
+
+fn model_after(model: &Names, op: &Op, created: Option<Uuid>) -> Names {
+    let mut next = model.clone();
+    match op {
+        Op::Create(name) => {
+            next.insert(created.expect("a create's id"), name.clone());
+        }
+        Op::Patch(id, name) => {
+            next.insert(*id, name.clone());
+        }
+        Op::Delete(id) => {
+            next.remove(id);
+        }
+    }
+    next
+}
+
+fn names(db: &Database) -> Names {
+    let mut names = Names::new();
+    let mut request = ListRequest::first(1000);
+    loop {
+        let page = db.list(&me(), ObjectType::Contact, &request).expect("list");
+        for row in &page.rows {
+            names.insert(row.id, row.properties["name"].as_str().unwrap().to_owned());
+        }
+        match page.next_cursor {
+            Some(cursor) => request.cursor = Some(cursor),
+            None => return names,
+        }
+    }
+}
+
+/// Whether `found` is the acknowledged state, or that state plus the failed operation
+/// applied whole.
+fn acceptable(found: &Names, acked: &Names, failed: Option<&Op>) -> bool {
+    if found == acked {
+        return true;
+    }
+    match failed {
+        Some(Op::Create(name)) => {
+            let extra: Vec<&Uuid> = found.keys().filter(|id| !acked.contains_key(id)).collect();
+            extra.len() == 1
+                && found[extra[0]] == *name
+                && &model_after(acked, &Op::Create(name.clone()), Some(*extra[0])) == found
+        }
+        Some(other) => &model_after(acked, other, None) == found,
+        None => false,
+    }
+}
+
+fn reopen_and_check(image: Vec<u8>, acked: &Names, failed: Option<&Op>, what: &str) {
+    let db = Database::open_backend(Faulty::over(image), Options::default())
+        .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+    let report = db.verify_integrity().expect("verify");
+    assert!(report.is_ok(), "{what}: {:?}", report.problems);
+    let found = names(&db);
+    assert!(
+        acceptable(&found, acked, failed),
+        "{what}: found {found:?}\nacknowledged {acked:?}\nfailed op {failed:?}"
+    );
+}
+
+/// Seeds a disk with a few records, then fails it `countdown` calls into a run of writes;
+/// returns whether the fault struck before the run ended.
+fn run_with_fault(countdown: u64) -> bool {
+    let disk = Faulty::default();
+    let db = Database::open_backend(disk.clone(), Options::default()).expect("open");
+    let mut acked = Names::new();
+    for step in 0..5 {
+        let op = op(step, &acked);
+        let id = apply(&db, &op).expect("seed");
+        acked = model_after(&acked, &op, id);
+    }
+    disk.arm(countdown);
+    let mut failed = None;
+    for step in 5..40 {
+        let op = op(step, &acked);
+        match apply(&db, &op) {
+            Ok(id) => acked = model_after(&acked, &op, id),
+            Err(error) => {
+                assert!(matches!(error, Error::Internal(_)), "{error:?}");
+                failed = Some(op);
+                break;
+            }
+        }
+    }
+    if failed.is_some() {
+        let refused = apply(&db, &Op::Create("after".into())).expect_err("writes after a fault");
+        assert!(refused.to_string().contains("reopen"), "{refused}");
+    }
+    drop(db);
+    let what = format!("countdown {countdown}");
+    reopen_and_check(
+        disk.live(),
+        &acked,
+        failed.as_ref(),
+        &format!("{what}, process crash"),
+    );
+    reopen_and_check(
+        disk.durable(),
+        &acked,
+        failed.as_ref(),
+        &format!("{what}, power cut"),
+    );
+    failed.is_some()
+}
+
+#[test]
+fn a_failed_write_refuses_later_writes_and_reopens_to_the_acknowledged_state() {
+    let struck = (0..150)
+        .filter(|&countdown| run_with_fault(countdown))
+        .count();
+    assert!(struck >= 100, "the fault struck in {struck} of 150 runs");
+}
+
+#[test]
+fn a_power_cut_keeps_what_was_synced_under_eventual_durability() {
+    let disk = Faulty::default();
+    let options = Options {
+        durability: Durability::Eventual,
+        ..Options::default()
+    };
+    let db = Database::open_backend(disk.clone(), options).expect("open");
+    let mut acked = Names::new();
+    let mut synced = Names::new();
+    for step in 0..60 {
+        let op = op(step, &acked);
+        let id = apply(&db, &op).expect("write");
+        acked = model_after(&acked, &op, id);
+        if step % 10 == 9 {
+            db.sync().expect("sync");
+            synced = acked.clone();
+        }
+        if step % 7 == 0 {
+            reopen_and_check(
+                disk.durable(),
+                &synced,
+                None,
+                &format!("power cut at step {step}"),
+            );
+        }
+    }
+    drop(db);
+    reopen_and_check(disk.live(), &acked, None, "process exit");
+}
