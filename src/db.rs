@@ -559,15 +559,30 @@ impl Database {
     /// Rewrites the file without its free pages; returns whether space was reclaimed.
     /// The job worker, if any, pauses while it runs.
     pub fn compact(&mut self) -> Result<bool> {
+        self.exclusive("compact", Store::compact)
+    }
+
+    /// Reads every page of the file and verifies its checksum, the physical counterpart of
+    /// [`Database::verify_integrity`] (which checks that indexes agree with records).
+    /// Returns `Ok(false)` if a damaged page was found; the file is then rolled back to the
+    /// newest commit whose pages all verify, and later commits are lost. Fails with
+    /// `internal` on an I/O error or if the database is still shared. Reads every page:
+    /// seconds per gigabyte. The job worker, if any, pauses while it runs.
+    pub fn verify_storage(&mut self) -> Result<bool> {
+        self.exclusive("verify storage", Store::check_pages)
+    }
+
+    /// Runs `work` on the store with the job worker stopped and no other handle to it.
+    fn exclusive(&mut self, what: &str, work: fn(&mut Store) -> Result<bool>) -> Result<bool> {
         self.stop_worker();
-        let compacted = match Arc::get_mut(&mut self.core) {
-            Some(core) => core.store.compact(),
-            None => Err(Error::Internal(
-                "compact: the database is still shared".into(),
-            )),
+        let outcome = match Arc::get_mut(&mut self.core) {
+            Some(core) => work(&mut core.store),
+            None => Err(Error::Internal(format!(
+                "{what}: the database is still shared"
+            ))),
         };
         self.start_worker()?;
-        compacted
+        outcome
     }
 }
 

@@ -65,14 +65,28 @@ fn internal(context: &str, err: impl std::fmt::Display) -> Error {
     Error::Internal(format!("storage: {context}: {err}"))
 }
 
+/// Runs `work`, turning a panic into an `internal` error. redb trusts the pages it reads
+/// (it verifies their checksums only in [`Store::check_pages`]), so a damaged page can make
+/// it index out of bounds; callers get an error instead of an unwinding panic.
+fn guarded<R>(context: &str, work: impl FnOnce() -> Result<R>) -> Result<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| {
+        Err(Error::Internal(format!(
+            "storage: {context}: a page failed to decode; the file may be damaged \
+             (Database::verify_storage checks every page)"
+        )))
+    })
+}
+
 impl Store {
     /// Opens (or creates) the file at `path` with a page cache of `cache_bytes`.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Store> {
-        let db = redb::Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(|e| internal(&format!("cannot open {}", path.display()), e))?;
-        Self::with_table(db)
+        guarded("open", || {
+            let db = redb::Database::builder()
+                .set_cache_size(cache_bytes)
+                .create(path)
+                .map_err(|e| internal(&format!("cannot open {}", path.display()), e))?;
+            Self::with_table(db)
+        })
     }
 
     /// Creates a store that lives in memory only (tests, scratch work).
@@ -82,11 +96,13 @@ impl Store {
 
     /// Opens (or creates) a store over `backend` with a page cache of `cache_bytes`.
     pub fn open_backend(backend: impl StorageBackend, cache_bytes: usize) -> Result<Store> {
-        let db = redb::Database::builder()
-            .set_cache_size(cache_bytes)
-            .create_with_backend(backend)
-            .map_err(|e| internal("cannot open the storage backend", e))?;
-        Self::with_table(db)
+        guarded("open", || {
+            let db = redb::Database::builder()
+                .set_cache_size(cache_bytes)
+                .create_with_backend(backend)
+                .map_err(|e| internal("cannot open the storage backend", e))?;
+            Self::with_table(db)
+        })
     }
 
     fn with_table(db: redb::Database) -> Result<Store> {
@@ -108,14 +124,16 @@ impl Store {
 
     /// Begins a read transaction: a consistent snapshot that later commits do not change.
     pub fn read(&self) -> Result<Reader> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| internal("begin read", e))?;
-        let table = txn
-            .open_table(TABLE)
-            .map_err(|e| internal("open table", e))?;
-        Ok(Reader { table })
+        guarded("begin read", || {
+            let txn = self
+                .db
+                .begin_read()
+                .map_err(|e| internal("begin read", e))?;
+            let table = txn
+                .open_table(TABLE)
+                .map_err(|e| internal("open table", e))?;
+            Ok(Reader { table })
+        })
     }
 
     /// Runs `body` in one write transaction and commits it if `body` returns `Ok`.
@@ -123,6 +141,23 @@ impl Store {
     /// If `body` fails, nothing it wrote is kept. Writers are serialized: a second caller
     /// waits until the first has committed or rolled back.
     pub fn write<R>(
+        &self,
+        durability: Durability,
+        body: impl FnOnce(&mut Writer<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let mut panicked = true;
+        let outcome = guarded("write", || {
+            let outcome = self.write_unguarded(durability, body);
+            panicked = false;
+            outcome
+        });
+        if panicked {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        outcome
+    }
+
+    fn write_unguarded<R>(
         &self,
         durability: Durability,
         body: impl FnOnce(&mut Writer<'_>) -> Result<R>,
@@ -187,7 +222,20 @@ impl Store {
 
     /// Rewrites the file to drop free pages; returns whether anything was reclaimed.
     pub fn compact(&mut self) -> Result<bool> {
-        self.db.compact().map_err(|e| internal("compact", e))
+        guarded("compact", || {
+            self.db.compact().map_err(|e| internal("compact", e))
+        })
+    }
+
+    /// Verifies the checksum of every page reachable from the last commit (redb's
+    /// integrity check); returns `false` if a page was damaged (redb then rolls back to the
+    /// newest commit whose pages verify).
+    pub fn check_pages(&mut self) -> Result<bool> {
+        guarded("page check", || {
+            self.db
+                .check_integrity()
+                .map_err(|e| internal("page check", e))
+        })
     }
 }
 
@@ -244,11 +292,23 @@ fn get_in<T: ReadableTable<&'static [u8], &'static [u8]>, R>(
     key: &[u8],
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<Option<R>> {
-    let guard = table.get(key).map_err(|e| internal("get", e))?;
-    Ok(guard.map(|g| f(g.value())))
+    guarded("get", || {
+        let guard = table.get(key).map_err(|e| internal("get", e))?;
+        Ok(guard.map(|g| f(g.value())))
+    })
 }
 
 fn scan_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    table: &T,
+    start: Bound<&[u8]>,
+    end: Bound<&[u8]>,
+    reverse: bool,
+    f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+) -> Result<()> {
+    guarded("range", || scan_unguarded(table, start, end, reverse, f))
+}
+
+fn scan_unguarded<T: ReadableTable<&'static [u8], &'static [u8]>>(
     table: &T,
     start: Bound<&[u8]>,
     end: Bound<&[u8]>,
@@ -464,16 +524,18 @@ impl Kv for Writer<'_> {
         if self.pending.is_empty() {
             return scan_in(&self.table, start, end, reverse, f);
         }
-        let held = self.pending.range::<[u8], _>((start, end));
-        let stored = self
-            .table
-            .range::<&[u8]>((start, end))
-            .map_err(|e| internal("range", e))?;
-        if reverse {
-            merge(held.rev(), stored.rev(), true, f)
-        } else {
-            merge(held, stored, false, f)
-        }
+        guarded("range", || {
+            let held = self.pending.range::<[u8], _>((start, end));
+            let stored = self
+                .table
+                .range::<&[u8]>((start, end))
+                .map_err(|e| internal("range", e))?;
+            if reverse {
+                merge(held.rev(), stored.rev(), true, f)
+            } else {
+                merge(held, stored, false, f)
+            }
+        })
     }
 }
 

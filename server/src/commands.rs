@@ -141,9 +141,17 @@ fn cell(value: Option<&Value>) -> String {
     }
 }
 
-/// `prismdb check`: verify_integrity; fails listing the problems found.
+/// `prismdb check`: every page's checksum (verify_storage), then that every index agrees
+/// with the records (verify_integrity); fails listing the problems found.
 pub fn check(args: CheckArgs) -> Result<(), String> {
-    let db = serve::open(&args.data, false)?;
+    let mut db = serve::open(&args.data, false)?;
+    if !db.verify_storage().map_err(|e| e.to_string())? {
+        return Err(
+            "damaged pages: the file was rolled back to its newest intact commit; \
+                    run check again to verify what remains"
+                .into(),
+        );
+    }
     let report = db.verify_integrity().map_err(|e| e.to_string())?;
     if report.is_ok() {
         println!(
