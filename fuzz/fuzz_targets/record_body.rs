@@ -14,10 +14,18 @@ fuzz_target!(|data: &[u8]| {
         let deal = db
             .create(&me, ObjectType::Deal, &RecordInput::default())
             .expect("an empty deal");
-        if db.update_grant(&me, ObjectType::Deal, deal.id, &grant).is_ok() {
-            let stored = db.grant(&me, ObjectType::Deal, deal.id).expect("grant reads");
+        if db
+            .update_grant(&me, ObjectType::Deal, deal.id, &grant)
+            .is_ok()
+        {
+            let stored = db
+                .grant(&me, ObjectType::Deal, deal.id)
+                .expect("grant reads");
             assert_eq!(stored, grant);
-            assert_eq!(Grant::from_json(me.team, &grant.to_json(me.team)).ok(), Some(grant));
+            assert_eq!(
+                Grant::from_json(me.team, &grant.to_json(me.team)).ok(),
+                Some(grant)
+            );
         }
     }
     let Ok(input) = RecordInput::from_json(body) else {
