@@ -195,3 +195,33 @@ fn sigterm_stops_the_server_cleanly_and_async_imports_resume_after_kill_9() {
     let (status, _) = server.get(MEMBER, &format!("/contact/{id}"));
     assert_eq!(status, 200);
 }
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let keys = Keys::new();
+    let server = Arc::new(Server::start(&data, &keys));
+    let rows: Vec<Value> = (0..1000)
+        .map(|i| json!({"name": format!("Row {i}"), "email": format!("row{i}@example.com")}))
+        .collect();
+    let importer = {
+        let server = Arc::clone(&server);
+        std::thread::spawn(move || {
+            server.post(
+                MEMBER,
+                "/contact/import",
+                json!({"rows": rows, "mode": "sync"}),
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(30));
+    server.signal("TERM");
+    let (status, job) = importer.join().unwrap();
+    assert_eq!((status, &job["succeeded"]), (200, &json!(1000)), "{job}");
+    let server = Arc::into_inner(server).expect("the importer is done");
+    assert!(server.terminate(), "the server exits with success");
+    let server = Server::start(&data, &keys);
+    let (_, count) = server.get(MEMBER, "/contact/count");
+    assert_eq!(count["total"], 1000);
+}

@@ -179,6 +179,8 @@ pub enum Op {
         team: usize,
         who: usize,
         rows: [(u8, u8); 3],
+        /// Run as an async job (then by `run_import_jobs`) instead of inline.
+        job: bool,
     },
     Reopen,
 }
@@ -264,6 +266,7 @@ pub fn decode(bytes: &[u8]) -> Vec<Op> {
                         (small(b[3]), b[4]),
                         (small(b[4]), b[2]),
                     ],
+                    job: b[1] & 16 == 16,
                 },
                 _ => Op::Reopen,
             }
@@ -624,7 +627,12 @@ impl Harness {
                     }
                 }
             }
-            Op::Import { team, who, rows } => {
+            Op::Import {
+                team,
+                who,
+                rows,
+                job,
+            } => {
                 let rows: Vec<Map<String, Value>> = rows
                     .iter()
                     .map(|(e, n)| props(0, *n, Some(*e), 0, 0))
@@ -632,12 +640,22 @@ impl Harness {
                 let request = ImportRequest {
                     rows: rows.clone(),
                     dedupe_key: Some("email".into()),
-                    mode: Some(ImportMode::Sync),
+                    mode: Some(if job {
+                        ImportMode::Async
+                    } else {
+                        ImportMode::Sync
+                    }),
                 };
-                let job = self
+                let p = principal(team, who);
+                let mut job = self
                     .db
-                    .import(&principal(team, who), ObjectType::Contact, &request)
+                    .import(&p, ObjectType::Contact, &request)
                     .unwrap_or_else(|e| panic!("{op:?}: {e}"));
+                if job.status == prismdb::JobStatus::Processing {
+                    self.db.run_import_jobs(|_| {}).expect("the job runs");
+                    job = self.db.import_status(&p, job.job_id).expect("its status");
+                }
+                assert_eq!(job.status, prismdb::JobStatus::Complete, "{op:?}");
                 assert_eq!(job.failed, 0, "{op:?}: {job:?}");
                 for (row, result) in rows.iter().zip(&job.results) {
                     let e = row["email"].as_str().unwrap().to_owned();
@@ -747,6 +765,7 @@ impl Harness {
                     }
                 }
                 self.check_query(team, who, salt);
+                self.check_grants(team, who);
                 let e = email_of(salt % 6);
                 let found = self
                     .db
@@ -759,6 +778,21 @@ impl Harness {
                     .ok_or("not_found");
                 assert_eq!(found, want, "find {e}: team {team} who {who}");
             }
+        }
+    }
+
+    /// Every deal's grant as each principal reads it: the model's grant, or the error.
+    fn check_grants(&self, team: usize, who: usize) {
+        for i in self.model.of(team, 1) {
+            let rec = &self.model.recs[i];
+            let got = self
+                .db
+                .grant(&principal(team, who), ObjectType::Deal, rec.id)
+                .map_err(|e| code(&e));
+            let want = self.model.access(i, who, 1, false).map(|()| {
+                Grant::from_json(team_id(team), &rec.grant.to_json(team)).expect("model grant")
+            });
+            assert_eq!(got, want, "grant of {}: team {team} who {who}", rec.id);
         }
     }
 
