@@ -1,7 +1,7 @@
 //! The offline commands: `load` (demo data), `query` (one page as a table or JSON) and
 //! `check` (verify_integrity).
 
-use prismdb::{Direction, ObjectType, Principal, QueryRequest, SortKey};
+use prismdb::{Direction, ObjectType, Options, Principal, QueryRequest, SortKey};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -10,13 +10,13 @@ use crate::{serve, CheckArgs, LoadArgs, QueryArgs};
 
 /// `prismdb load`: demo data for `--team` into `--data`.
 pub fn load(args: LoadArgs) -> Result<(), String> {
-    let db = serve::open(&args.data, false)?;
+    let db = serve::open(&args.data, Options::default())?;
     crate::demo::load(&db, args.team, args.contacts)
 }
 
 /// `prismdb query`: one page of a query, run as the team's admin.
 pub fn query(args: QueryArgs) -> Result<(), String> {
-    let db = serve::open(&args.data, false)?;
+    let db = serve::open(&args.data, Options::default())?;
     let ty: ObjectType = args.ty.parse().map_err(|e: prismdb::Error| e.to_string())?;
     let filter = match &args.filter {
         Some(text) => Some(serde_json::from_str(text).map_err(|e| format!("--filter: {e}"))?),
@@ -144,7 +144,7 @@ fn cell(value: Option<&Value>) -> String {
 /// `prismdb check`: every page's checksum (verify_storage), then that every index agrees
 /// with the records (verify_integrity); fails listing the problems found.
 pub fn check(args: CheckArgs) -> Result<(), String> {
-    let mut db = serve::open(&args.data, false)?;
+    let mut db = serve::open(&args.data, Options::default())?;
     if !db.verify_storage().map_err(|e| e.to_string())? {
         return Err(
             "damaged pages: the file was rolled back to its newest intact commit; \

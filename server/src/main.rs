@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// listens on loopback only with a local admin key kept in the data directory.
     #[arg(long)]
     pub keys: Option<PathBuf>,
+    /// Days a soft-deleted record stays in the trash before the hourly purge removes it.
+    #[arg(long, default_value_t = 30)]
+    pub trash_days: u64,
 }
 
 /// Arguments of `demo`.
@@ -66,6 +69,9 @@ pub struct DemoArgs {
     /// How many contacts to load into an empty directory.
     #[arg(long, default_value_t = 5_000)]
     pub contacts: usize,
+    /// Days a soft-deleted record stays in the trash before the hourly purge removes it.
+    #[arg(long, default_value_t = 30)]
+    pub trash_days: u64,
 }
 
 /// Arguments of `load`.

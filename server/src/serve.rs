@@ -5,6 +5,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prismdb::{Database, ObjectType, Options, Principal};
 
@@ -15,17 +16,25 @@ use crate::{routes, DemoArgs, ServeArgs};
 /// The database file inside a data directory.
 pub const DB_FILE: &str = "prismdb.redb";
 
-/// Opens (or makes) the database of a data directory; `jobs` starts the import worker.
-pub fn open(data: &Path, jobs: bool) -> Result<Database, String> {
+/// Opens (or makes) the database of a data directory with `options`.
+pub fn open(data: &Path, options: Options) -> Result<Database, String> {
     std::fs::create_dir_all(data)
         .map_err(|e| format!("cannot make data directory {}: {e}", data.display()))?;
-    let options = Options {
-        jobs,
-        ..Options::default()
-    };
     let path = data.join(DB_FILE);
     Database::open_with(&path, options).map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
+
+/// The options of a serving database: the import worker on, the trash kept `trash_days`.
+fn serving(trash_days: u64) -> Options {
+    Options {
+        jobs: true,
+        trash_retention: Duration::from_secs(trash_days * 24 * 3600),
+        ..Options::default()
+    }
+}
+
+/// How often the server purges the trash of records past the retention.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 fn parse_listen(listen: &str, loopback_only: bool) -> Result<SocketAddr, String> {
     let addr: SocketAddr = listen
@@ -53,7 +62,7 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
             keys
         }
     };
-    let db = open(&args.data, true)?;
+    let db = open(&args.data, serving(args.trash_days))?;
     run(db, keys, addr, |_| {})
 }
 
@@ -63,7 +72,7 @@ pub fn demo(args: DemoArgs) -> Result<(), String> {
     let addr = parse_listen(&args.listen, true)?;
     std::fs::create_dir_all(&args.data).map_err(|e| e.to_string())?;
     let (keys, key, admin) = Keys::local(&args.data)?;
-    let db = open(&args.data, true)?;
+    let db = open(&args.data, serving(args.trash_days))?;
     let loaded = db
         .count(&admin, ObjectType::Contact)
         .map_err(|e| e.to_string())?;
@@ -113,6 +122,7 @@ fn run(
         println!("prismdb listening on http://{bound}");
         announce(bound);
         let _ = std::io::stdout().flush();
+        tokio::spawn(purge_trash_hourly(state.clone()));
         let (app, _) = routes::router(state);
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
@@ -122,6 +132,20 @@ fn run(
     drop(runtime);
     tracing::info!("stopped; the database is closed");
     Ok(())
+}
+
+/// Purges the trash of records deleted longer ago than the retention: at start, then
+/// hourly (SPEC §3). A failure is logged and retried at the next hour.
+async fn purge_trash_hourly(state: AppState) {
+    let mut every = tokio::time::interval(PURGE_EVERY);
+    loop {
+        every.tick().await;
+        match state.run(|db| db.purge_trash()).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "purged records past the trash retention"),
+            Err(error) => tracing::warn!(?error, "trash purge failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -225,3 +225,34 @@ fn sigterm_lets_the_request_in_flight_finish() {
     let (_, count) = server.get(MEMBER, "/contact/count");
     assert_eq!(count["total"], 1000);
 }
+
+#[test]
+fn the_server_purges_the_trash_past_its_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let keys = Keys::new();
+    let server = Server::start(&data, &keys);
+    let id = server.create(MEMBER, "contact", json!({"name": "Gone"}));
+    let (status, _) = server.delete(MEMBER, &format!("/contact/{id}"));
+    assert_eq!(status, 204);
+    let trash = |server: &Server| {
+        let (_, page) = server.post(MEMBER, "/contact/query", json!({"deleted": true}));
+        page["data"].as_array().unwrap().len()
+    };
+    assert_eq!(trash(&server), 1);
+    drop(server);
+    let server = Server::start_with(&data, &keys, &["--trash-days", "30"]);
+    assert_eq!(trash(&server), 1, "30 days have not passed");
+    drop(server);
+    let server = Server::start_with(&data, &keys, &["--trash-days", "0"]);
+    let purged = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        trash(&server) == 0
+    });
+    assert!(
+        purged,
+        "the purge at start removes what is past a retention of 0 days"
+    );
+    let (status, _) = server.post(MEMBER, &format!("/contact/{id}/restore"), json!({}));
+    assert_eq!(status, 404);
+}

@@ -67,6 +67,11 @@ impl Server {
     /// Starts `prismdb serve` on `data` with the keys of `keys`, and waits until it
     /// listens.
     pub fn start(data: &Path, keys: &Keys) -> Server {
+        Server::start_with(data, keys, &[])
+    }
+
+    /// Starts `prismdb serve` with extra arguments.
+    pub fn start_with(data: &Path, keys: &Keys, extra: &[&str]) -> Server {
         let keys_path = data.with_extension("keys.json");
         std::fs::write(&keys_path, keys.file().to_string()).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_prismdb"))
@@ -74,6 +79,7 @@ impl Server {
             .arg(data)
             .arg("--keys")
             .arg(&keys_path)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
