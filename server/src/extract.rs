@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
+use http_body_util::BodyExt;
 use prismdb::{Database, ObjectType, Principal};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -128,18 +129,8 @@ pub struct JsonBody<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<JsonBody<T>, ApiError> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "limit_exceeded",
-                    format!("the request body is over {MAX_BODY_BYTES} bytes"),
-                )
-            } else {
-                ApiError::bad_request(format!("cannot read the request body: {e}"))
-            }
-        })?;
+    async fn from_request(request: Request, _state: &S) -> Result<JsonBody<T>, ApiError> {
+        let bytes = read_body(request.into_body()).await?;
         // serde would also read a struct from a JSON array; every body here is an object.
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ApiError::bad_request(
@@ -150,6 +141,38 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request(format!("request body: {e}")))
     }
+}
+
+/// How much of a too-large body is read and dropped before the 413 goes out, so that a
+/// client still sending gets the answer rather than a reset connection.
+const DRAIN_BYTES: usize = 4 * MAX_BODY_BYTES;
+
+/// The whole body, or 413 `limit_exceeded` past [`MAX_BODY_BYTES`] (after draining up to
+/// [`DRAIN_BYTES`] of it), or 400 if it cannot be read.
+async fn read_body(mut body: Body) -> Result<Bytes, ApiError> {
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len();
+        if total <= MAX_BODY_BYTES {
+            kept.extend_from_slice(&data);
+        } else if total > DRAIN_BYTES {
+            break;
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "limit_exceeded",
+            format!("the request body is over {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    Ok(Bytes::from(kept))
 }
 
 /// A query string parsed as `T`; 400 `invalid_request` naming the bad parameter.
