@@ -291,6 +291,10 @@ impl Grant {
             for entry in entries.chunks_exact(17) {
                 let id = Uuid::from_slice(&entry[..16]).map_err(|_| damaged("bad id"))?;
                 let level = Level::from_byte(entry[16]).ok_or_else(|| damaged("bad level"))?;
+                // `encode` writes each list in ascending id order, once per id.
+                if list.last_key_value().is_some_and(|(last, _)| *last >= id) {
+                    return Err(damaged("entries out of order"));
+                }
                 list.insert(id, level);
             }
             lists.push(list);
@@ -364,5 +368,26 @@ mod tests {
         let mut huge = bytes;
         huge[2..6].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(Grant::decode(&huge).is_err());
+    }
+
+    #[test]
+    fn only_the_canonical_form_decodes() {
+        let mut grant = Grant::default_for(Uuid::from_u128(3));
+        grant.users.insert(Uuid::from_u128(9), Level::Read);
+        let bytes = grant.encode();
+        assert_eq!(Grant::decode(&bytes).unwrap(), grant);
+        // The users list is last: two entries of 17 bytes each; swap them.
+        let end = bytes.len();
+        let mut swapped = bytes.clone();
+        swapped[end - 34..end - 17].copy_from_slice(&bytes[end - 17..]);
+        swapped[end - 17..].copy_from_slice(&bytes[end - 34..end - 17]);
+        assert!(Grant::decode(&swapped).is_err(), "entries out of order");
+        let mut twice = bytes.clone();
+        twice[end - 17..].copy_from_slice(&bytes[end - 34..end - 17]);
+        assert!(Grant::decode(&twice).is_err(), "an id given twice");
+        // What the fuzzer found: a list whose ids descend.
+        let found = std::fs::read("fuzz/corpus/stored_record/regression-grant-unordered")
+            .expect("the fuzz regression input");
+        assert!(Grant::decode(&found).is_err());
     }
 }
