@@ -6,10 +6,13 @@
 //! down; a walk of pages in id order outside any snapshot never repeats or reorders a
 //! record.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use prismdb::{
     BulkUpdateItem, Database, ListRequest, ObjectType, Principal, PropertySpec, QueryRequest,
     RecordInput, Snapshot,
@@ -23,17 +26,6 @@ const STATUSES: [&str; 3] = ["lead", "active", "churned"];
 
 fn me() -> Principal {
     Principal::admin(TEAM, Uuid::from_u128(4))
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n.max(1) as u64) as usize
-    }
 }
 
 fn contact(rng: &mut Rng, tag: u64) -> RecordInput {

@@ -3,10 +3,13 @@
 //! `verify_storage()`), or they were harmless (every answer is still the original one);
 //! never a panic, never a silently wrong answer.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
+use common::Rng;
 use prismdb::{Database, ListRequest, ObjectType, Principal, QueryRequest, RecordInput};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -117,13 +120,11 @@ fn flipped_bytes_are_detected_or_harmless_never_a_panic() {
     let expected = build(&clean);
     let bytes = std::fs::read(&clean).unwrap();
     let damaged = dir.path().join("damaged.prismdb");
-    let mut seed = 0x853c_49e6_748f_ea9bu64;
+    let mut rng = Rng(0x853c_49e6_748f_ea9b);
     let mut detected_by: BTreeMap<String, usize> = BTreeMap::new();
     let mut harmless = 0;
     for trial in 0..200 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        let seed = rng.next_u64();
         let mut copy = bytes.clone();
         let at = (seed % copy.len() as u64) as usize;
         copy[at] ^= 1 << (seed >> 61);

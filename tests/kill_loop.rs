@@ -8,10 +8,13 @@
 //! 10 kills by default; `PRISMDB_KILLS=100 cargo test --release --test kill_loop` for the
 //! long run.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
+use common::Rng;
 use prismdb::{
     BulkUpdateItem, Database, ImportMode, ImportRequest, ItemStatus, ListRequest, ObjectType,
     Principal, RecordInput,
@@ -26,17 +29,6 @@ const C: ObjectType = ObjectType::Contact;
 
 fn me() -> Principal {
     Principal::member(TEAM, Uuid::from_u128(2))
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n.max(1) as u64) as usize
-    }
 }
 
 /// A live record as the child tracks it.

@@ -54,11 +54,7 @@ pub struct Call {
 impl Call {
     /// The path parameter `name` (empty when the route has none of that name).
     pub fn param(&self, name: &str) -> String {
-        self.params
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-            .unwrap_or_default()
+        param(&self.params, name).to_owned()
     }
 
     /// The path parameter `name` as a record id; 400 `invalid_id` when it is not a UUID.
@@ -94,26 +90,32 @@ impl FromRequestParts<AppState> for Call {
             .iter()
             .map(|(key, value)| (key.to_owned(), value.to_owned()))
             .collect();
-        let call = Call {
-            principal,
-            ty: ObjectType::Contact,
-            params,
-        };
-        check_team(&call)?;
-        let type_name = call.param("objectType");
+        check_team(param(&params, "teamId"), &principal)?;
+        let type_name = param(&params, "objectType");
         let ty = type_name
             .parse()
             .map_err(|_| ApiError::not_found(format!("no object type {type_name:?}")))?;
-        Ok(Call { ty, ..call })
+        Ok(Call {
+            principal,
+            ty,
+            params,
+        })
     }
 }
 
+/// The value of path parameter `name` among `params` (empty when absent).
+fn param<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
+    params
+        .iter()
+        .find(|(key, _)| key == name)
+        .map_or("", |(_, value)| value.as_str())
+}
+
 /// The path's team must be the caller's: another team's data is not there for it.
-fn check_team(call: &Call) -> Result<(), ApiError> {
-    let text = call.param("teamId");
-    let team = Uuid::parse_str(&text)
+fn check_team(text: &str, principal: &Principal) -> Result<(), ApiError> {
+    let team = Uuid::parse_str(text)
         .map_err(|_| ApiError::bad_request(format!("teamId {text:?} is not a UUID")))?;
-    if team != call.principal.team {
+    if team != principal.team {
         return Err(ApiError::not_found(format!("team {team} not found")));
     }
     Ok(())

@@ -27,3 +27,21 @@ pub fn assert_consistent(db: &Database) {
     let report = db.verify_integrity().expect("verify runs");
     assert!(report.is_ok(), "integrity problems: {:?}", report.problems);
 }
+
+/// A small xorshift generator: deterministic test data and choices, not quality.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}

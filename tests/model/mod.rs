@@ -274,7 +274,8 @@ pub fn decode(bytes: &[u8]) -> Vec<Op> {
         .collect()
 }
 
-fn email(k: u8) -> String {
+/// The e-mail address of person `k`.
+fn address(k: u8) -> String {
     format!("person{k}@example.com")
 }
 
@@ -337,17 +338,13 @@ fn props(ty: usize, name: u8, email: Option<u8>, amount: u8, stage: u8) -> Map<S
     map.insert("name".into(), json!(format!("n{name}")));
     if ty == 0 {
         if let Some(k) = email {
-            map.insert("email".into(), json!(email_of(k)));
+            map.insert("email".into(), json!(address(k)));
         }
     } else {
         map.insert("amount".into(), json!(amount as i64 * 10));
         map.insert("stage".into(), json!(STAGES[stage as usize % 3]));
     }
     map
-}
-
-fn email_of(k: u8) -> String {
-    email(k)
 }
 
 /// Applies `op` to the database and the model and checks they agree on its outcome.
@@ -549,11 +546,7 @@ impl Harness {
                     .expect("a bulk call of 3 items");
                 for (item, &i) in got.results.iter().zip(&targets) {
                     let want = self.model.access(i, who, 2, false);
-                    let got_item = match &item.error {
-                        None => Ok(()),
-                        Some((c, _)) => Err(c.as_str()),
-                    };
-                    agree(op, &got_item, &want);
+                    agree(op, &item_outcome(item), &want);
                     if want.is_ok() {
                         self.set_props(i, &props(ty, name, None, name, name));
                     }
@@ -579,11 +572,7 @@ impl Harness {
                     .expect("a bulk call of 2 items");
                 for (item, &i) in got.results.iter().zip(&targets) {
                     let want = self.model.access(i, who, 3, false);
-                    let got_item = match &item.error {
-                        None => Ok(()),
-                        Some((c, _)) => Err(c.as_str()),
-                    };
-                    agree(op, &got_item, &want);
+                    agree(op, &item_outcome(item), &want);
                     if want.is_ok() {
                         self.model.recs[i].deleted = true;
                     }
@@ -595,7 +584,7 @@ impl Harness {
                 email,
                 name,
             } => {
-                let e = email_of(email);
+                let e = address(email);
                 let p = props(0, name, None, 0, 0);
                 let got = self.db.upsert(
                     &principal(team, who),
@@ -733,7 +722,7 @@ impl Harness {
             r.amount = a.as_i64();
         }
         if let Some(s) = p.get("stage") {
-            r.stage = STAGES.iter().find(|x| **x == s.as_str().unwrap()).copied();
+            r.stage = stage_of(s);
         }
     }
 
@@ -766,7 +755,7 @@ impl Harness {
                 }
                 self.check_query(team, who, salt);
                 self.check_grants(team, who);
-                let e = email_of(salt % 6);
+                let e = address(salt % 6);
                 let found = self
                     .db
                     .find(&p, ObjectType::Contact, "email", &e)
@@ -858,6 +847,11 @@ impl Harness {
     }
 }
 
+/// The stage a written value names.
+fn stage_of(value: &Value) -> Option<&'static str> {
+    STAGES.iter().find(|x| Some(**x) == value.as_str()).copied()
+}
+
 fn rec_from(id: Uuid, team: usize, ty: usize, p: &Map<String, Value>, grant: ModelGrant) -> Rec {
     let mut rec = Rec {
         id,
@@ -873,10 +867,16 @@ fn rec_from(id: Uuid, team: usize, ty: usize, p: &Map<String, Value>, grant: Mod
     rec.name = p["name"].as_str().unwrap().to_owned();
     rec.email = p.get("email").and_then(Value::as_str).map(str::to_owned);
     rec.amount = p.get("amount").and_then(Value::as_i64);
-    rec.stage = p
-        .get("stage")
-        .and_then(|s| STAGES.iter().find(|x| **x == s.as_str().unwrap()).copied());
+    rec.stage = p.get("stage").and_then(stage_of);
     rec
+}
+
+/// A bulk item's result as an outcome: its error code, if it failed.
+fn item_outcome(item: &prismdb::ItemResult) -> Result<(), &str> {
+    match &item.error {
+        None => Ok(()),
+        Some((code, _)) => Err(code.as_str()),
+    }
 }
 
 fn agree(op: &Op, got: &Result<(), &str>, want: &Result<(), &str>) {
