@@ -35,7 +35,7 @@ fn damaged() -> Error {
 }
 
 fn decode_block(bytes: &[u8]) -> Result<Vec<u32>> {
-    if bytes.len() % 4 != 0 || bytes.len() > SLOTS * 4 {
+    if !bytes.len().is_multiple_of(4) || bytes.len() > SLOTS * 4 {
         return Err(damaged());
     }
     let mut slots: Vec<u32> = bytes

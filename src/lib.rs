@@ -65,7 +65,7 @@ pub use model::{parse_id, ObjectType, Principal, Role};
 pub use query::{Direction, QueryRequest, SortKey, MAX_SORT_KEYS};
 pub use record::{ListRequest, Page, Properties, Record, RecordInput, DEFAULT_LIMIT, MAX_LIMIT};
 pub use schema::{Catalog, Kind, OptionSpec, Property, PropertyChange, PropertySpec, SelectOption};
-pub use storage::{Durability, StorageBackend, StorageStats};
+pub use storage::{Durability, Journaled, StorageBackend, StorageStats};
 
 /// Decoders exposed for the fuzz targets in `fuzz/`: each must return an error, never
 /// panic, on any input.

@@ -23,6 +23,9 @@ pub use redb::StorageBackend;
 
 use crate::error::{Error, Result};
 
+mod journal;
+pub use journal::Journaled;
+
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("prism");
 
 /// How a commit reaches the disk.
@@ -65,6 +68,40 @@ fn internal(context: &str, err: impl std::fmt::Display) -> Error {
     Error::Internal(format!("storage: {context}: {err}"))
 }
 
+/// The journal file of the database file at `path`.
+pub fn journal_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
+}
+
+/// Opens the database file at `path` and its journal (creating both if missing), locked
+/// against other processes, with the journal replayed.
+fn open_journaled(
+    path: &Path,
+) -> std::io::Result<Journaled<redb::backends::FileBackend, redb::backends::FileBackend>> {
+    let open = |path: &Path| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+    };
+    let journal_path = journal_path(path);
+    let lock = open(&journal_path)?;
+    lock.try_lock().map_err(|e| match e {
+        std::fs::TryLockError::WouldBlock => {
+            std::io::Error::other("the database is open in another process (its journal is locked)")
+        }
+        std::fs::TryLockError::Error(e) => e,
+    })?;
+    let file_backend = |file| redb::backends::FileBackend::new(file).map_err(std::io::Error::other);
+    let main = file_backend(open(path)?)?;
+    let journal = file_backend(open(&journal_path)?)?;
+    Journaled::open_locked(main, journal, Some(lock))
+}
+
 /// Runs `work`, turning a panic into an `internal` error. redb trusts the pages it reads
 /// (it verifies their checksums only in [`Store::check_pages`]), so a damaged page can make
 /// it index out of bounds; callers get an error instead of an unwinding panic.
@@ -79,12 +116,17 @@ fn guarded<R>(context: &str, work: impl FnOnce() -> Result<R>) -> Result<R> {
 
 impl Store {
     /// Opens (or creates) the file at `path` with a page cache of `cache_bytes`.
+    /// Commits are made durable through the journal beside it (`<path>-wal`, see
+    /// [`Journaled`]), which this replays first if the last process did not close cleanly.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Store> {
+        let cannot =
+            |e: &dyn std::fmt::Display| internal(&format!("cannot open {}", path.display()), e);
+        let backend = open_journaled(path).map_err(|e| cannot(&e))?;
         guarded("open", || {
             let db = redb::Database::builder()
                 .set_cache_size(cache_bytes)
-                .create(path)
-                .map_err(|e| internal(&format!("cannot open {}", path.display()), e))?;
+                .create_with_backend(backend)
+                .map_err(|e| cannot(&e))?;
             Self::with_table(db)
         })
     }

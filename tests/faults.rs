@@ -12,9 +12,12 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 
+mod common;
+
+use common::Rng;
 use prismdb::{
-    Database, Durability, Error, ListRequest, ObjectType, Options, Principal, RecordInput,
-    StorageBackend,
+    Database, Durability, Error, Journaled, ListRequest, ObjectType, Options, Principal,
+    RecordInput, StorageBackend,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -23,6 +26,8 @@ use uuid::Uuid;
 struct Disk {
     live: Vec<u8>,
     durable: Vec<u8>,
+    /// The writes (offset, bytes) and resizes (length, no bytes) since the last sync.
+    unsynced: Vec<(u64, Option<Vec<u8>>)>,
     /// Writes, resizes and syncs left before the disk fails (`None`: never).
     countdown: Option<u64>,
     failed: bool,
@@ -53,6 +58,23 @@ impl Faulty {
 
     fn durable(&self) -> Vec<u8> {
         self.0.lock().unwrap().durable.clone()
+    }
+
+    /// What a power cut may leave: the synced image with some of the later writes and
+    /// resizes (each kept or lost by `rng`, in order), as a kernel's writeback may.
+    fn power_cut(&self, rng: &mut Rng) -> Vec<u8> {
+        let disk = self.0.lock().unwrap();
+        let mut image = disk.durable.clone();
+        for (at, change) in &disk.unsynced {
+            if rng.below(2) == 0 {
+                continue;
+            }
+            match change {
+                Some(bytes) => put(&mut image, *at, bytes),
+                None => image.resize(*at as usize, 0),
+            }
+        }
+        image
     }
 }
 
@@ -100,6 +122,7 @@ impl StorageBackend for Faulty {
         let mut disk = self.0.lock().unwrap();
         tick(&mut disk)?;
         disk.live.resize(len as usize, 0);
+        disk.unsynced.push((len, None));
         Ok(())
     }
 
@@ -107,6 +130,7 @@ impl StorageBackend for Faulty {
         let mut disk = self.0.lock().unwrap();
         tick(&mut disk)?;
         disk.durable = disk.live.clone();
+        disk.unsynced.clear();
         Ok(())
     }
 
@@ -114,10 +138,13 @@ impl StorageBackend for Faulty {
         let mut disk = self.0.lock().unwrap();
         if let Err(e) = tick(&mut disk) {
             // A torn write: the first half reached the disk.
-            put(&mut disk.live, offset, &data[..data.len() / 2]);
+            let half = &data[..data.len() / 2];
+            put(&mut disk.live, offset, half);
+            disk.unsynced.push((offset, Some(half.to_vec())));
             return Err(e);
         }
         put(&mut disk.live, offset, data);
+        disk.unsynced.push((offset, Some(data.to_vec())));
         Ok(())
     }
 }
@@ -210,8 +237,86 @@ fn acceptable(found: &Names, acked: &Names, failed: Option<&Op>) -> bool {
     }
 }
 
-fn reopen_and_check(image: Vec<u8>, acked: &Names, failed: Option<&Op>, what: &str) {
-    let db = Database::open_backend(Faulty::over(image), Options::default())
+/// How a test stores its database: on one faulty disk, or through prismdb's journal on two
+/// (the main file and the journal, as `Database::open` does with files).
+#[derive(Clone, Debug)]
+struct Disks {
+    main: Faulty,
+    journal: Option<Faulty>,
+}
+
+/// The journal checkpoints after this many bytes, so that runs of a few dozen writes
+/// checkpoint several times.
+const CHECKPOINT_BYTES: u64 = 256 << 10;
+
+impl Disks {
+    fn plain() -> Disks {
+        Disks {
+            main: Faulty::default(),
+            journal: None,
+        }
+    }
+
+    fn journaled() -> Disks {
+        Disks {
+            main: Faulty::default(),
+            journal: Some(Faulty::default()),
+        }
+    }
+
+    /// Disks holding these images (the journal's only when there is one).
+    fn over(main: Vec<u8>, journal: Option<Vec<u8>>) -> Disks {
+        Disks {
+            main: Faulty::over(main),
+            journal: journal.map(Faulty::over),
+        }
+    }
+
+    fn open(&self, options: Options) -> prismdb::Result<Database> {
+        match &self.journal {
+            None => Database::open_backend(self.main.clone(), options),
+            Some(journal) => {
+                let backend = Journaled::open(self.main.clone(), journal.clone())
+                    .map_err(|e| Error::Internal(format!("journal: {e}")))?
+                    .checkpoint_every(CHECKPOINT_BYTES);
+                Database::open_backend(backend, options)
+            }
+        }
+    }
+
+    /// Fails the `countdown`-th next mutating call: of the main disk for even countdowns,
+    /// of the journal's for odd ones when there is a journal.
+    fn arm(&self, countdown: u64) {
+        match &self.journal {
+            Some(journal) if countdown % 2 == 1 => journal.arm(countdown / 2),
+            Some(_) => self.main.arm(countdown / 2),
+            None => self.main.arm(countdown),
+        }
+    }
+
+    /// What a process crash leaves: everything written.
+    fn crashed(&self) -> Disks {
+        Disks::over(self.main.live(), self.journal.as_ref().map(Faulty::live))
+    }
+
+    /// What a power cut leaves: what was synced, plus some of what was not (`rng` picks).
+    fn power_cut(&self, rng: &mut Rng) -> Disks {
+        let journal = self.journal.as_ref().map(|j| j.power_cut(rng));
+        Disks::over(self.main.power_cut(rng), journal)
+    }
+
+    /// What a power cut leaves when none of the unsynced writes reached the disk.
+    fn power_cut_clean(&self) -> Disks {
+        Disks::over(
+            self.main.durable(),
+            self.journal.as_ref().map(Faulty::durable),
+        )
+    }
+}
+
+fn reopen_and_check(disks: Disks, acked: &Names, failed: Option<&Op>, what: &str) {
+    let db = disks
+        .open(Options::default())
         .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
     let report = db.verify_integrity().expect("verify");
     assert!(report.is_ok(), "{what}: {:?}", report.problems);
@@ -222,18 +327,17 @@ fn reopen_and_check(image: Vec<u8>, acked: &Names, failed: Option<&Op>, what: &s
     );
 }
 
-/// Seeds a disk with a few records, then fails it `countdown` calls into a run of writes;
-/// returns whether the fault struck before the run ended.
-fn run_with_fault(countdown: u64) -> bool {
-    let disk = Faulty::default();
-    let db = Database::open_backend(disk.clone(), Options::default()).expect("open");
+/// Seeds `disks` with a few records, then fails them `countdown` calls into a run of
+/// writes; returns whether the fault struck before the run ended.
+fn run_with_fault(disks: Disks, countdown: u64) -> bool {
+    let db = disks.open(Options::default()).expect("open");
     let mut acked = Names::new();
     for step in 0..5 {
         let op = op(step, &acked);
         let id = apply(&db, &op).expect("seed");
         acked = model_after(&acked, &op, id);
     }
-    disk.arm(countdown);
+    disks.arm(countdown);
     let mut failed = None;
     for step in 5..40 {
         let op = op(step, &acked);
@@ -252,37 +356,53 @@ fn run_with_fault(countdown: u64) -> bool {
     }
     drop(db);
     let what = format!("countdown {countdown}");
+    let failed = failed.as_ref();
     reopen_and_check(
-        disk.live(),
+        disks.crashed(),
         &acked,
-        failed.as_ref(),
+        failed,
         &format!("{what}, process crash"),
     );
     reopen_and_check(
-        disk.durable(),
+        disks.power_cut_clean(),
         &acked,
-        failed.as_ref(),
+        failed,
         &format!("{what}, power cut"),
     );
+    let mut rng = Rng(countdown * 0x9E37_79B9 + 1);
+    for cut in 0..3 {
+        let what = format!("{what}, power cut {cut} with some unsynced writes kept");
+        reopen_and_check(disks.power_cut(&mut rng), &acked, failed, &what);
+    }
     failed.is_some()
 }
 
 #[test]
 fn a_failed_write_refuses_later_writes_and_reopens_to_the_acknowledged_state() {
     let struck = (0..150)
-        .filter(|&countdown| run_with_fault(countdown))
+        .filter(|&countdown| run_with_fault(Disks::plain(), countdown))
         .count();
     assert!(struck >= 100, "the fault struck in {struck} of 150 runs");
 }
 
+/// The same through the journal (`Database::open`'s layout), with faults on either file
+/// and checkpoints every few writes.
+#[test]
+fn a_journaled_database_reopens_to_the_acknowledged_state_after_any_fault() {
+    let struck = (0..200)
+        .filter(|&countdown| run_with_fault(Disks::journaled(), countdown))
+        .count();
+    assert!(struck >= 100, "the fault struck in {struck} of 200 runs");
+}
+
 #[test]
 fn a_power_cut_keeps_what_was_synced_under_eventual_durability() {
-    let disk = Faulty::default();
+    let disks = Disks::journaled();
     let options = Options {
         durability: Durability::Eventual,
         ..Options::default()
     };
-    let db = Database::open_backend(disk.clone(), options).expect("open");
+    let db = disks.open(options).expect("open");
     let mut acked = Names::new();
     let mut synced = Names::new();
     for step in 0..60 {
@@ -295,7 +415,7 @@ fn a_power_cut_keeps_what_was_synced_under_eventual_durability() {
         }
         if step % 7 == 0 {
             reopen_and_check(
-                disk.durable(),
+                disks.power_cut_clean(),
                 &synced,
                 None,
                 &format!("power cut at step {step}"),
@@ -303,5 +423,5 @@ fn a_power_cut_keeps_what_was_synced_under_eventual_durability() {
         }
     }
     drop(db);
-    reopen_and_check(disk.live(), &acked, None, "process exit");
+    reopen_and_check(disks.crashed(), &acked, None, "process exit");
 }

@@ -357,7 +357,7 @@ fn an_import_killed_20_times_applies_every_row_once() {
             job.failed, 0,
             "round {round}: a row was refused (applied twice?)"
         );
-        let whole = job.processed % CHUNK as u64 == 0 || job.processed == job.total;
+        let whole = job.processed.is_multiple_of(CHUNK as u64) || job.processed == job.total;
         assert!(whole, "round {round}: a chunk was half applied");
         assert_eq!(
             db.count(&me, C).unwrap(),

@@ -241,7 +241,7 @@ fn deal(
         "stage": rng.pick(&STAGES),
         "organization": orgs[rng.below(orgs.len())].to_string(),
     }))?;
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         // A private deal: one group may read it, one user owns it; the team sees nothing.
         let grant = json!({
             "team_group_id": [{groups[i % groups.len()].to_string(): "r"}],
