@@ -77,11 +77,27 @@ fn encode_chunk(chunk: u32, bitmap: &RoaringBitmap) -> Vec<u8> {
     } else {
         let mut out = vec![0u8; 1 + BITSET_BYTES];
         out[0] = BITSET_TAG;
-        for ord in bitmap {
-            let offset = (ord - base) as usize;
-            out[1 + offset / 8] |= 1 << (offset % 8);
+        // Run by run: a chunk of the live bitmap is one run of 4,096, and setting it bit by
+        // bit was an eighth of a durable create's time.
+        let mut runs = bitmap.iter();
+        while let Some(run) = runs.next_range() {
+            set_bits(&mut out[1..], run.start() - base, run.end() - base);
         }
         out
+    }
+}
+
+/// Sets bits `first..=last` of the little-endian bitset `bits`.
+fn set_bits(bits: &mut [u8], first: u32, last: u32) {
+    let (first_byte, last_byte) = ((first / 8) as usize, (last / 8) as usize);
+    for (at, byte) in bits[first_byte..=last_byte].iter_mut().enumerate() {
+        let from = if at == 0 { first % 8 } else { 0 };
+        let to = if first_byte + at == last_byte {
+            last % 8
+        } else {
+            7
+        };
+        *byte |= ((0xffu16 << from) & (0xffu16 >> (7 - to))) as u8;
     }
 }
 
@@ -593,6 +609,21 @@ mod tests {
                 .add(chunk + 1, &encode_chunk(chunk + 1, &RoaringBitmap::new()))
                 .unwrap();
             assert_eq!(gather.finish(), bitmap, "{count}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Chunks made of runs (of any length, at any bit and byte offset) round trip.
+        #[test]
+        fn chunks_of_runs_round_trip(runs in proptest::collection::vec((0u32..4096, 1u32..700), 0..40)) {
+            let chunk = 3;
+            let base = chunk << CHUNK_BITS;
+            let mut bitmap = RoaringBitmap::new();
+            for (start, len) in runs {
+                bitmap.insert_range(base + start..base + (start + len).min(4096));
+            }
+            let bytes = encode_chunk(chunk, &bitmap);
+            proptest::prop_assert_eq!(decode_chunk(chunk, &bytes).unwrap(), bitmap);
         }
     }
 
