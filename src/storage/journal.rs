@@ -41,6 +41,12 @@ use redb::StorageBackend;
 /// Once the journal holds this many bytes, the next write or sync checkpoints.
 pub const CHECKPOINT_BYTES: u64 = 32 << 20;
 
+/// A commit that writes more than this is not journaled past it: its sync syncs the main
+/// file instead (a checkpoint). Such a commit's pages are mostly new ones, not rewritten by
+/// the next commits, so journaling them would only write them twice; a bulk load of 10,000
+/// contacts writes about 100 MB per commit.
+pub const COMMIT_JOURNAL_BYTES: u64 = 16 << 20;
+
 /// Frames are gathered in memory and appended to the journal in pieces of about this size.
 const APPEND_BYTES: usize = 4 << 20;
 
@@ -60,6 +66,8 @@ pub struct Journaled<M, J> {
     state: Mutex<JournalState>,
     /// The journal size at which the next write or sync checkpoints.
     checkpoint_bytes: u64,
+    /// The bytes of frames after which a commit stops being journaled.
+    commit_journal_bytes: u64,
     /// Held for the life of the backend (an exclusive lock on the journal file when the
     /// pair is two files), so a second process cannot replay the journal under the first.
     _lock: Option<std::fs::File>,
@@ -76,6 +84,11 @@ struct JournalState {
     pending: Vec<u8>,
     /// The journal's length (it grows ahead of the frames; the rest is zeros).
     capacity: u64,
+    /// Bytes of frames since the last sync frame.
+    unsynced: u64,
+    /// Whether the writes since the last sync went past [`COMMIT_JOURNAL_BYTES`] and are
+    /// no longer journaled (the next sync checkpoints).
+    bypassed: bool,
 }
 
 impl<M, J> fmt::Debug for Journaled<M, J> {
@@ -110,12 +123,15 @@ impl<M: StorageBackend, J: StorageBackend> Journaled<M, J> {
             appended: HEADER_LEN,
             pending: Vec::new(),
             capacity: journal.len()?.max(HEADER_LEN),
+            unsynced: 0,
+            bypassed: false,
         };
         let backend = Journaled {
             main,
             journal,
             state: Mutex::new(state),
             checkpoint_bytes: CHECKPOINT_BYTES,
+            commit_journal_bytes: COMMIT_JOURNAL_BYTES,
             _lock: lock,
         };
         backend.restart(&mut backend.state.lock(), epoch)?;
@@ -126,6 +142,12 @@ impl<M: StorageBackend, J: StorageBackend> Journaled<M, J> {
     /// small sizes to checkpoint often.
     pub fn checkpoint_every(mut self, bytes: u64) -> Self {
         self.checkpoint_bytes = bytes.max(HEADER_LEN + 1);
+        self
+    }
+
+    /// Stops journaling a commit once it wrote `bytes` (default [`COMMIT_JOURNAL_BYTES`]).
+    pub fn journal_commits_up_to(mut self, bytes: u64) -> Self {
+        self.commit_journal_bytes = bytes;
         self
     }
 
@@ -147,10 +169,15 @@ impl<M: StorageBackend, J: StorageBackend> Journaled<M, J> {
         state.next_seq = 0;
         state.appended = HEADER_LEN;
         state.pending.clear();
+        state.unsynced = 0;
+        state.bypassed = false;
         Ok(())
     }
 
-    /// Adds a frame to the pending ones, appending them once they are many.
+    /// Adds a frame to the pending ones, appending them once they are many. Past
+    /// [`COMMIT_JOURNAL_BYTES`] since the last sync, drops the pending frames instead and
+    /// journals nothing until the next sync, which then checkpoints: the journal's synced
+    /// frames stay a prefix of the writes, which is all that replay needs.
     fn log(
         &self,
         state: &mut JournalState,
@@ -158,6 +185,15 @@ impl<M: StorageBackend, J: StorageBackend> Journaled<M, J> {
         position: u64,
         data: &[u8],
     ) -> io::Result<()> {
+        if state.bypassed {
+            return Ok(());
+        }
+        state.unsynced += (FRAME_HEAD_LEN + data.len()) as u64;
+        if state.unsynced > self.commit_journal_bytes {
+            state.bypassed = true;
+            state.pending.clear();
+            return Ok(());
+        }
         push_frame(state, kind, position, data);
         if state.pending.len() >= APPEND_BYTES {
             self.append(state)?;
@@ -204,9 +240,13 @@ impl<M: StorageBackend, J: StorageBackend> StorageBackend for Journaled<M, J> {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut state = self.state.lock();
+        if state.bypassed {
+            return self.checkpoint(&mut state);
+        }
         push_frame(&mut state, KIND_SYNC, 0, &[]);
         self.append(&mut state)?;
         self.journal.sync_data()?;
+        state.unsynced = 0;
         if state.appended >= self.checkpoint_bytes {
             self.checkpoint(&mut state)?;
         }
@@ -527,6 +567,32 @@ mod tests {
         );
         let reopened = Journaled::open(copy(&backend.main), copy(&backend.journal)).unwrap();
         assert_eq!(contents(&reopened), vec![4; 40 * 4096]);
+    }
+
+    #[test]
+    fn a_commit_past_the_journal_limit_is_synced_in_the_main_file() {
+        let backend = pair().journal_commits_up_to(16 << 10);
+        backend.set_len(16 * 4096).unwrap();
+        backend.write(0, &[1; 4096]).unwrap();
+        backend.sync_data().unwrap();
+        let epoch = backend.state.lock().epoch;
+        for i in 0..16 {
+            backend.write(i * 4096, &[2; 4096]).unwrap();
+        }
+        assert!(backend.state.lock().bypassed);
+        let journal_before_sync = copy(&backend.journal);
+        backend.sync_data().unwrap();
+        let state = backend.state.lock();
+        assert!(!state.bypassed);
+        assert_eq!(
+            (state.epoch, state.appended),
+            (epoch + 1, HEADER_LEN),
+            "checkpointed"
+        );
+        // A crash before that sync: the journal replays the first commit only.
+        let main = copy(&backend.main);
+        let reopened = Journaled::open(main, journal_before_sync).unwrap();
+        assert_eq!(&contents(&reopened)[..4096], &[1; 4096][..]);
     }
 
     #[test]
