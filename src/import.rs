@@ -366,7 +366,8 @@ pub(crate) fn run_chunk(
     let principal = job.principal(team);
     let ty = job.object_type()?;
     let mut results = Vec::with_capacity(rows.len());
-    for row in &rows {
+    let row_count = rows.len() as u64;
+    for row in rows {
         let result = apply_row(tx, &principal, ty, job.dedupe_key.as_deref(), row)?;
         match result.error {
             None => job.succeeded += 1,
@@ -374,7 +375,7 @@ pub(crate) fn run_chunk(
         }
         results.push(result);
     }
-    job.processed += rows.len() as u64;
+    job.processed += row_count;
     job.updated_at = tx.now;
     if job.processed >= job.total {
         job.finish(tx.now, JobStatus::Complete);
@@ -396,14 +397,14 @@ fn apply_row(
     principal: &Principal,
     ty: ObjectType,
     dedupe_key: Option<&str>,
-    row: &Map<String, Value>,
+    row: Map<String, Value>,
 ) -> Result<RowResult> {
     let outcome = (|| -> Result<(Uuid, bool)> {
-        let input = RecordInput::new(row.clone());
-        let wanted =
-            dedupe_key.and_then(|slug| Some((slug, row.get(slug).filter(|v| !v.is_null())?)));
+        let wanted = dedupe_key
+            .and_then(|slug| Some((slug, row.get(slug).filter(|v| !v.is_null())?.clone())));
+        let input = RecordInput::new(row);
         if let Some((slug, value)) = wanted {
-            match records::matches_of_value(&*tx, principal, ty, slug, value)?.as_slice() {
+            match records::matches_of_value(&*tx, principal, ty, slug, &value)?.as_slice() {
                 [] => {}
                 [id] => {
                     return records::patch(tx, principal, ty, *id, &input).map(|r| (r.id, true))
