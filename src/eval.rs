@@ -214,13 +214,13 @@ impl<V: View> Evaluator<'_, V> {
             };
             return Ok(match op {
                 Op::Eq(v) => Some(one(v)?),
-                Op::In(vs) => Some(
-                    vs.iter()
-                        .map(one)
-                        .collect::<Result<Vec<_>>>()?
-                        .into_iter()
-                        .fold(RoaringBitmap::new(), |a, b| a | b),
-                ),
+                Op::In(vs) => {
+                    let names: Vec<Vec<u8>> = vs
+                        .iter()
+                        .filter_map(|v| index::value_bitmap_name(pid, v))
+                        .collect();
+                    Some(self.view.bitmap_union(scope, &names)?)
+                }
                 Op::HasAll(nums) => {
                     let mut acc = domain.clone();
                     for n in nums {
@@ -304,13 +304,15 @@ impl<V: View> Evaluator<'_, V> {
         values: &[StoredValue],
     ) -> Result<RoaringBitmap> {
         let kv = self.view.kv();
-        let mut found = RoaringBitmap::new();
-        for value in values {
+        let (exact, inexact): (Vec<&StoredValue>, Vec<&StoredValue>) =
+            values.iter().partition(|value| index_form_is_exact(value));
+        let names: Vec<Vec<u8>> = exact
+            .into_iter()
+            .filter_map(|value| index::candidates_name(prop, value))
+            .collect();
+        let mut found = self.view.bitmap_union(scope, &names)?;
+        for value in inexact {
             let candidates = index::candidates(self.view, scope, prop, value)?;
-            if index_form_is_exact(value) {
-                found |= candidates;
-                continue;
-            }
             records::records_at(kv, scope, candidates.iter(), |ord, _, bytes| {
                 let holds = decode_value(bytes, prop.pid)?
                     .is_some_and(|stored| index::values_equal(prop.kind, &stored, value));

@@ -354,6 +354,12 @@ pub(crate) fn bitmaps_of(catalog: &Catalog, record: &StoredRecord) -> Vec<Vec<u8
     names
 }
 
+/// The name of the index bitmap holding the records whose index form for `prop` equals
+/// `value`'s; `None` when the value has no index form.
+pub(crate) fn candidates_name(prop: &Property, value: &StoredValue) -> Option<Vec<u8>> {
+    encode(prop, value).map(|encoded| index_name(prop.pid, &encoded))
+}
+
 /// The ordinals of live records whose index form for `prop` equals `value`'s: candidates
 /// that the caller confirms against the record (prefix-indexed text, float collisions).
 pub(crate) fn candidates(
@@ -362,8 +368,8 @@ pub(crate) fn candidates(
     prop: &Property,
     value: &StoredValue,
 ) -> Result<RoaringBitmap> {
-    match encode(prop, value) {
-        Some(encoded) => view.bitmap(scope, &index_name(prop.pid, &encoded)),
+    match candidates_name(prop, value) {
+        Some(name) => view.bitmap(scope, &name),
         None => Ok(RoaringBitmap::new()),
     }
 }

@@ -254,6 +254,15 @@ pub(crate) trait View {
     /// The bitmap `name` of `scope` as this transaction sees them.
     fn bitmap(&self, scope: Scope, name: &[u8]) -> Result<RoaringBitmap>;
 
+    /// The union of bitmaps `names` of `scope` as this view sees them.
+    fn bitmap_union(&self, scope: Scope, names: &[Vec<u8>]) -> Result<RoaringBitmap> {
+        let mut union = RoaringBitmap::new();
+        for name in names {
+            union |= self.bitmap(scope, name)?;
+        }
+        Ok(union)
+    }
+
     /// The live records of `scope`, shared rather than copied where a cache holds them.
     fn live(&self, scope: Scope) -> Result<Arc<RoaringBitmap>> {
         self.bitmap(scope, keys::LIVE).map(Arc::new)
@@ -370,6 +379,13 @@ impl View for ReadView<'_> {
             return Ok((*self.live(scope)?).clone());
         }
         bitmap::read(&self.reader, scope, name)
+    }
+
+    fn bitmap_union(&self, scope: Scope, names: &[Vec<u8>]) -> Result<RoaringBitmap> {
+        if names.iter().any(|name| name == keys::LIVE) {
+            return Ok((*self.live(scope)?).clone());
+        }
+        bitmap::read_union(&self.reader, scope, names)
     }
 
     fn live(&self, scope: Scope) -> Result<Arc<RoaringBitmap>> {
