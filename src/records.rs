@@ -167,38 +167,66 @@ pub(crate) fn check_selection(catalog: &Catalog, selection: Option<&[String]>) -
     Ok(())
 }
 
-fn render(
-    catalog: &Catalog,
-    id: u128,
-    record: StoredRecord,
-    selection: Option<&[String]>,
-    refs: RefStyle<'_>,
-) -> Record {
-    let wanted = |slug: &str| selection.is_none_or(|s| s.iter().any(|w| w == slug));
+/// The properties a render shows, each with its slug shared by every row rendered with it
+/// (a page's rows then copy no slug: allocating a slug per property and row was a tenth of
+/// a substring query's first page).
+struct Shown<'a> {
+    /// The shown properties, by number.
+    props: Vec<(u16, &'a Property, Arc<str>)>,
+    /// The `created_at` and `updated_at` slugs, when shown.
+    times: Vec<(Arc<str>, bool)>,
+}
+
+impl<'a> Shown<'a> {
+    fn new(catalog: &'a Catalog, selection: Option<&[String]>) -> Shown<'a> {
+        let wanted = |slug: &str| selection.is_none_or(|s| s.iter().any(|w| w == slug));
+        let props = catalog
+            .properties()
+            .iter()
+            .filter(|prop| wanted(&prop.slug))
+            .map(|prop| (prop.pid, prop, Arc::from(prop.slug.as_str())))
+            .collect();
+        let times = [("created_at", true), ("updated_at", false)]
+            .into_iter()
+            .filter(|(slug, _)| wanted(slug))
+            .map(|(slug, created)| (Arc::from(slug), created))
+            .collect();
+        Shown { props, times }
+    }
+
+    fn property(&self, pid: u16) -> Option<(&'a Property, &Arc<str>)> {
+        self.props
+            .iter()
+            .find(|(number, ..)| *number == pid)
+            .map(|(_, prop, slug)| (*prop, slug))
+    }
+}
+
+fn render(shown: &Shown<'_>, id: u128, record: StoredRecord, refs: RefStyle<'_>) -> Record {
     let mut properties = Properties::with_capacity(record.props.len() + 2);
     for (pid, value) in record.props {
-        let Some(prop) = catalog.by_pid(pid) else {
+        let Some((prop, slug)) = shown.property(pid) else {
             continue;
         };
-        if !wanted(&prop.slug) {
-            continue;
-        }
-        let shown = match (refs, value) {
+        let value = match (refs, value) {
             (RefStyle::Nested(names), StoredValue::Ref(target)) => json!({
                 "id": Uuid::from_u128(target),
                 "properties": {"name": names.get(target).cloned().unwrap_or(Value::Null)},
             }),
             (_, value) => prop.json_of_owned(value),
         };
-        properties.push(prop.slug.clone(), shown);
+        properties.push(slug.clone(), value);
     }
-    for (slug, micros) in [
-        ("created_at", record.created_at),
-        ("updated_at", record.updated_at),
-    ] {
-        if wanted(slug) {
-            properties.push(slug.into(), Value::String(time_fmt::format_rfc3339(micros)));
-        }
+    for (slug, created) in &shown.times {
+        let micros = if *created {
+            record.created_at
+        } else {
+            record.updated_at
+        };
+        properties.push(
+            slug.clone(),
+            Value::String(time_fmt::format_rfc3339(micros)),
+        );
     }
     Record {
         id: Uuid::from_u128(id),
@@ -213,6 +241,11 @@ fn render(
     }
 }
 
+/// Renders one record with every property, references as ids.
+fn render_full(catalog: &Catalog, id: u128, record: StoredRecord) -> Record {
+    render(&Shown::new(catalog, None), id, record, RefStyle::Id)
+}
+
 /// Renders one record for a single-record read.
 fn render_one(
     view: &impl View,
@@ -222,7 +255,7 @@ fn render_one(
     record: StoredRecord,
 ) -> Result<Record> {
     let catalog = view.catalog(team, ty)?;
-    Ok(render(&catalog, id, record, None, RefStyle::Id))
+    Ok(render_full(&catalog, id, record))
 }
 
 /// Renders the rows of a page, with the names of the records they reference.
@@ -234,9 +267,10 @@ pub(crate) fn render_rows(
     selection: Option<&[String]>,
 ) -> Result<Vec<Record>> {
     let names = reference_names(view, team, catalog, &rows, selection)?;
+    let shown = Shown::new(catalog, selection);
     Ok(rows
         .into_iter()
-        .map(|(id, record)| render(catalog, id, record, selection, RefStyle::Nested(&names)))
+        .map(|(id, record)| render(&shown, id, record, RefStyle::Nested(&names)))
         .collect())
 }
 
@@ -833,7 +867,7 @@ pub(crate) fn create(
     let (scope, catalog, record) = validated_new(tx, principal, ty, input)?;
     let grant = access::new_grant(principal, ty, input.grant.as_ref())?;
     let id = insert_new(tx, scope, &catalog, record.clone(), grant.as_ref())?;
-    Ok(render(&catalog, id, record, None, RefStyle::Id))
+    Ok(render_full(&catalog, id, record))
 }
 
 /// create without building the returned record: for bulk loads that need only the id.
@@ -939,7 +973,7 @@ pub(crate) fn patch(
     reindex(tx, scope, &catalog, &old, &record)?;
     tx.touch(scope)?;
     store(tx, scope, id, &record)?;
-    Ok(render(&catalog, id, record, None, RefStyle::Id))
+    Ok(render_full(&catalog, id, record))
 }
 
 /// delete: moves the live record `id` to the trash.
@@ -979,7 +1013,7 @@ pub(crate) fn restore(
     access::check_record(tx, scope, principal, id, record.ord, Level::Admin)?;
     let catalog = tx.catalog(principal.team, ty)?;
     if record.is_live() {
-        return Ok(render(&catalog, uid, record, None, RefStyle::Id));
+        return Ok(render_full(&catalog, uid, record));
     }
     check_unique(tx, scope, &catalog, uid, &record, None)?;
     link(tx, scope, &catalog, &record, true)?;
@@ -991,7 +1025,7 @@ pub(crate) fn restore(
     record.deleted_at = None;
     record.updated_at = tx.now;
     store(tx, scope, uid, &record)?;
-    Ok(render(&catalog, uid, record, None, RefStyle::Id))
+    Ok(render_full(&catalog, uid, record))
 }
 
 /// duplicate: a new record with the properties of `id` except the unique ones.
@@ -1017,7 +1051,7 @@ pub(crate) fn duplicate(
     copy.created_at = tx.now;
     copy.updated_at = tx.now;
     let new_id = insert_new(tx, scope, &catalog, copy.clone(), grant.as_ref())?;
-    Ok(render(&catalog, new_id, copy, None, RefStyle::Id))
+    Ok(render_full(&catalog, new_id, copy))
 }
 
 /// upsert: patches the one live record whose `slug` equals `text`, or creates one with that

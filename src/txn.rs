@@ -2,9 +2,10 @@
 //! pending changes on top), behind one [`View`] trait so each operation is written once.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use hashbrown::HashMap;
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
 use uuid::Uuid;
