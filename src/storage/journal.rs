@@ -8,9 +8,9 @@
 //! backend and a journal file's:
 //!
 //! - `write` writes the main file at once (so reads, which go straight to the main file,
-//!   see it) and appends a frame with the bytes to the journal;
-//! - `sync_data` appends a sync frame and syncs the journal only: the commit is durable
-//!   when the journal is;
+//!   see it) and keeps a frame with the bytes in memory;
+//! - `sync_data` appends the frames kept since the last sync and a sync frame to the
+//!   journal, and syncs the journal only: the commit is durable when the journal is;
 //! - once the journal passes [`CHECKPOINT_BYTES`], the main file is synced and the journal
 //!   starts over under a new epoch (a checkpoint), so the random writes to the main file
 //!   are synced once for many commits, and a page rewritten by many commits once;
@@ -47,8 +47,8 @@ pub const CHECKPOINT_BYTES: u64 = 32 << 20;
 /// contacts writes about 100 MB per commit.
 pub const COMMIT_JOURNAL_BYTES: u64 = 16 << 20;
 
-/// Frames are gathered in memory and appended to the journal in pieces of about this size.
-const APPEND_BYTES: usize = 4 << 20;
+/// The journal file grows by this much at a time.
+const GROW_BYTES: u64 = 4 << 20;
 
 const MAGIC: &[u8; 8] = b"PRSMJRN1";
 const HEADER_LEN: u64 = 20;
@@ -174,7 +174,9 @@ impl<M: StorageBackend, J: StorageBackend> Journaled<M, J> {
         Ok(())
     }
 
-    /// Adds a frame to the pending ones, appending them once they are many. Past
+    /// Adds a frame to the pending ones, which stay in memory until the next sync appends
+    /// them (so writes that no sync follows, under `Durability::Eventual`, cost a copy and
+    /// no write to the journal file). Past
     /// [`COMMIT_JOURNAL_BYTES`] since the last sync, drops the pending frames instead and
     /// journals nothing until the next sync, which then checkpoints: the journal's synced
     /// frames stay a prefix of the writes, which is all that replay needs.
@@ -195,9 +197,6 @@ impl<M: StorageBackend, J: StorageBackend> Journaled<M, J> {
             return Ok(());
         }
         push_frame(state, kind, position, data);
-        if state.pending.len() >= APPEND_BYTES {
-            self.append(state)?;
-        }
         if state.appended + state.pending.len() as u64 >= self.checkpoint_bytes {
             self.checkpoint(state)?;
         }
@@ -212,7 +211,7 @@ impl<M: StorageBackend, J: StorageBackend> Journaled<M, J> {
         let end = state.appended + state.pending.len() as u64;
         if end > state.capacity {
             // Grown a piece at a time, not at every append.
-            let capacity = end.next_multiple_of(APPEND_BYTES as u64);
+            let capacity = end.next_multiple_of(GROW_BYTES);
             self.journal.set_len(capacity)?;
             state.capacity = capacity;
         }
