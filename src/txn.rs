@@ -495,15 +495,9 @@ impl<'w, 't> Tx<'w, 't> {
     /// stored record can only hold this transaction's new records, so its first bit is set
     /// without reading storage (a read per value and record was 15% of a bulk load).
     pub fn bitmap_set(&mut self, scope: Scope, name: &[u8], ord: u32, on: bool) -> Result<()> {
-        if on {
-            let fresh = self.is_fresh(scope, ord)?;
-            self.bitmaps.get_mut().insert(scope, name, ord, fresh);
-            Ok(())
-        } else {
-            self.bitmaps
-                .get_mut()
-                .remove(&*self.writer, scope, name, ord)
-        }
+        let fresh = self.is_fresh(scope, ord)?;
+        self.bitmaps.get_mut().change(scope, name, ord, on, fresh);
+        Ok(())
     }
 
     /// Whether ordinal `ord` of `scope` lies in a bitmap chunk that only this
