@@ -91,9 +91,9 @@ fn open_journaled(
     let journal_path = journal_path(path);
     let lock = open(&journal_path)?;
     lock.try_lock().map_err(|e| match e {
-        std::fs::TryLockError::WouldBlock => {
-            std::io::Error::other("the database is open in another process (its journal is locked)")
-        }
+        std::fs::TryLockError::WouldBlock => std::io::Error::other(
+            "the database is already open, in this process or another (its journal is locked)",
+        ),
         std::fs::TryLockError::Error(e) => e,
     })?;
     let file_backend = |file| redb::backends::FileBackend::new(file).map_err(std::io::Error::other);

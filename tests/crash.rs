@@ -141,3 +141,24 @@ fn kill_and_check(mode: &str) {
         assert!(db.count(&me, ObjectType::Contact).unwrap() >= acknowledged.len() as u64);
     }
 }
+
+/// A database file is open once: a second open (here in the same process) is refused with
+/// an error saying so, and succeeds once the first is closed; a clean close leaves its
+/// journal with nothing to replay.
+#[test]
+fn a_second_open_of_the_same_file_is_refused_until_the_first_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    let first = Database::open(&path).expect("first open");
+    let second = Database::open(&path)
+        .err()
+        .expect("a second open is refused");
+    assert!(second.to_string().contains("already open"), "{second}");
+    drop(first);
+    Database::open(&path).expect("open after the first closed");
+    let journal = std::fs::metadata(dir.path().join("db.redb-wal")).expect("the journal");
+    assert!(
+        journal.len() <= 20,
+        "a closed database's journal is its header only"
+    );
+}
