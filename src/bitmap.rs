@@ -300,7 +300,8 @@ pub(crate) fn read_union(kv: &impl Kv, scope: Scope, names: &[Vec<u8>]) -> Resul
             false,
             |key, value| {
                 if key.len() == prefix.len() + 4 {
-                    let chunk = chunk_in_key(key).ok_or_else(|| damaged("short key"))?;
+                    let chunk =
+                        chunk_in_key(key).ok_or_else(|| damaged("bad chunk number in key"))?;
                     union.add(chunk, value)?;
                 }
                 Ok(true)
@@ -310,11 +311,13 @@ pub(crate) fn read_union(kv: &impl Kv, scope: Scope, names: &[Vec<u8>]) -> Resul
     Ok(union.finish())
 }
 
-/// The chunk number at the end of a chunk key.
+/// The chunk number at the end of a chunk key; `None` for a key too short to hold one, or
+/// a number no ordinal falls in (a damaged key, which must not size the union's bitset).
 fn chunk_in_key(key: &[u8]) -> Option<u32> {
     key.get(key.len().checked_sub(4)?..)
         .and_then(|tail| tail.try_into().ok())
         .map(u32::from_be_bytes)
+        .filter(|chunk| *chunk <= u32::MAX >> CHUNK_BITS)
 }
 
 /// Reads the whole bitmap `name` of `scope` as stored.
@@ -351,7 +354,7 @@ fn gather_range(
         false,
         |key, value| {
             if name_len.is_none_or(|len| key.len() == len + 4) {
-                let chunk = chunk_in_key(key).ok_or_else(|| damaged("short key"))?;
+                let chunk = chunk_in_key(key).ok_or_else(|| damaged("bad chunk number in key"))?;
                 gather.add(chunk, value)?;
             }
             Ok(true)
@@ -384,7 +387,7 @@ pub(crate) fn window_chunks(window: u32) -> std::ops::Range<u32> {
 
 /// Decodes one stored chunk row (`key` ends with the chunk number).
 pub(crate) fn decode_row(key: &[u8], value: &[u8]) -> Result<RoaringBitmap> {
-    let chunk = chunk_in_key(key).ok_or_else(|| damaged("short key"))?;
+    let chunk = chunk_in_key(key).ok_or_else(|| damaged("bad chunk number in key"))?;
     decode_chunk(chunk, value)
 }
 
@@ -397,10 +400,10 @@ pub(crate) fn read_named(
     let start = scope.bitmap_prefix(&[]).len();
     let mut found: BTreeMap<Vec<u8>, RoaringBitmap> = BTreeMap::new();
     kv.scan_prefix(&scope.bitmap_prefix(name_prefix), |key, value| {
-        let chunk = chunk_in_key(key).ok_or_else(|| damaged("short key"))?;
+        let chunk = chunk_in_key(key).ok_or_else(|| damaged("bad chunk number in key"))?;
         let name = key
             .get(start..key.len() - 4)
-            .ok_or_else(|| damaged("short key"))?;
+            .ok_or_else(|| damaged("bad chunk number in key"))?;
         *found.entry(name.to_vec()).or_default() |= decode_chunk(chunk, value)?;
         Ok(true)
     })?;
@@ -804,6 +807,14 @@ mod tests {
         ] {
             assert!(decode_chunk(0, bytes).is_err(), "{bytes:?}");
             assert!(Gather::new().add(0, bytes).is_err(), "{bytes:?}");
+            assert!(Union::default().add(0, bytes).is_err(), "{bytes:?}");
         }
+        assert_eq!(chunk_in_key(&[0, 0, 0x0f, 0xff, 0xff]), Some(0xf_ffff));
+        assert_eq!(
+            chunk_in_key(&[0, 0, 0x10, 0, 0]),
+            None,
+            "past every ordinal"
+        );
+        assert_eq!(chunk_in_key(&[1, 2, 3]), None, "too short");
     }
 }
