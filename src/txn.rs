@@ -257,11 +257,7 @@ pub(crate) trait View {
 
     /// The union of bitmaps `names` of `scope` as this view sees them.
     fn bitmap_union(&self, scope: Scope, names: &[Vec<u8>]) -> Result<RoaringBitmap> {
-        let mut union = RoaringBitmap::new();
-        for name in names {
-            union |= self.bitmap(scope, name)?;
-        }
-        Ok(union)
+        union_one_by_one(self, scope, names)
     }
 
     /// The live records of `scope`, shared rather than copied where a cache holds them.
@@ -360,6 +356,19 @@ impl<'db> ReadView<'db> {
     }
 }
 
+/// The union of bitmaps `names` of `scope`, read one by one through `view`.
+fn union_one_by_one(
+    view: &(impl View + ?Sized),
+    scope: Scope,
+    names: &[Vec<u8>],
+) -> Result<RoaringBitmap> {
+    let mut union = RoaringBitmap::new();
+    for name in names {
+        union |= view.bitmap(scope, name)?;
+    }
+    Ok(union)
+}
+
 impl View for ReadView<'_> {
     type Store = Reader;
 
@@ -384,7 +393,7 @@ impl View for ReadView<'_> {
 
     fn bitmap_union(&self, scope: Scope, names: &[Vec<u8>]) -> Result<RoaringBitmap> {
         if names.iter().any(|name| name == keys::LIVE) {
-            return Ok((*self.live(scope)?).clone());
+            return union_one_by_one(self, scope, names); // the live bitmap is cached
         }
         bitmap::read_union(&self.reader, scope, names)
     }
