@@ -294,19 +294,9 @@ pub(crate) fn read_union(kv: &impl Kv, scope: Scope, names: &[Vec<u8>]) -> Resul
     for name in names {
         let prefix = scope.bitmap_prefix(name);
         let end = prefix_end(&prefix).unwrap_or_default();
-        kv.scan(
-            std::ops::Bound::Included(&prefix[..]),
-            std::ops::Bound::Excluded(&end[..]),
-            false,
-            |key, value| {
-                if key.len() == prefix.len() + 4 {
-                    let chunk =
-                        chunk_in_key(key).ok_or_else(|| damaged("bad chunk number in key"))?;
-                    union.add(chunk, value)?;
-                }
-                Ok(true)
-            },
-        )?;
+        scan_chunks(kv, &prefix, &end, Some(prefix.len()), |chunk, bytes| {
+            union.add(chunk, bytes)
+        })?;
     }
     Ok(union.finish())
 }
@@ -348,6 +338,21 @@ fn gather_range(
     name_len: Option<usize>,
 ) -> Result<RoaringBitmap> {
     let mut gather = Gather::new();
+    scan_chunks(kv, start, end, name_len, |chunk, bytes| {
+        gather.add(chunk, bytes)
+    })?;
+    Ok(gather.finish())
+}
+
+/// Calls `add` with the chunk number and body of every chunk row with `start <= key <
+/// end` (with `name_len`, only of the bitmap whose key prefix is that long), in key order.
+fn scan_chunks(
+    kv: &impl Kv,
+    start: &[u8],
+    end: &[u8],
+    name_len: Option<usize>,
+    mut add: impl FnMut(u32, &[u8]) -> Result<()>,
+) -> Result<()> {
     kv.scan(
         std::ops::Bound::Included(start),
         std::ops::Bound::Excluded(end),
@@ -355,12 +360,11 @@ fn gather_range(
         |key, value| {
             if name_len.is_none_or(|len| key.len() == len + 4) {
                 let chunk = chunk_in_key(key).ok_or_else(|| damaged("bad chunk number in key"))?;
-                gather.add(chunk, value)?;
+                add(chunk, value)?;
             }
             Ok(true)
         },
-    )?;
-    Ok(gather.finish())
+    )
 }
 
 /// Reads the chunks numbered `chunks` of bitmap `name` of `scope`, in one scan.
