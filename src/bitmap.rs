@@ -3,10 +3,11 @@
 //! Each chunk is its own row, so a write rewrites one small row per bitmap it touches
 //! instead of a whole bitmap (DESIGN.md: whole-bitmap rewrites cost 40% of write
 //! throughput). A chunk is stored as a sorted array of 12-bit offsets while it holds at most
-//! [`ARRAY_MAX`] ordinals (2 bytes each), else as a 512-byte bitset: a dense chunk costs a
-//! single-record commit 512 bytes, where one roaring container of 65,536 ordinals would
-//! cost 8 KiB. Inside a write transaction, changed chunks are kept (as roaring bitmaps) in
-//! a [`BitmapBuffer`] and written once, in key order, when the transaction ends.
+//! 256 ordinals (2 bytes each), else as a 512-byte bitset (the `chunk` submodule): a dense
+//! chunk costs a single-record commit 512 bytes, where one roaring container of 65,536
+//! ordinals would cost 8 KiB. Inside a write transaction, changed chunks are held in the
+//! same two shapes in a [`BitmapBuffer`] and written once, in key order, when the
+//! transaction ends.
 
 use std::collections::BTreeMap;
 
@@ -14,18 +15,16 @@ use hashbrown::HashMap;
 
 use roaring::RoaringBitmap;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::keys::Scope;
 use crate::storage::{prefix_end, Kv, Writer};
 
-/// Ordinals per chunk: 2^CHUNK_BITS.
-const CHUNK_BITS: u32 = 12;
-/// Bytes of a dense chunk's bitset.
-const BITSET_BYTES: usize = 1 << (CHUNK_BITS - 3);
-/// A chunk with at most this many ordinals is stored as an array of offsets.
-const ARRAY_MAX: u64 = (BITSET_BYTES / 2) as u64;
-const ARRAY_TAG: u8 = 0;
-const BITSET_TAG: u8 = 1;
+mod chunk;
+
+use chunk::{damaged, for_each_offset, Chunk, ARRAY_TAG, BITSET_BYTES, BITSET_TAG, CHUNK_BITS};
+
+/// The bits of an ordinal that are its offset in its chunk.
+const OFFSET_MASK: u32 = (1 << CHUNK_BITS) - 1;
 
 /// The chunk an ordinal falls in.
 pub(crate) fn chunk_of(ord: u32) -> u32 {
@@ -37,79 +36,9 @@ pub(crate) fn chunks_below(ord: u32) -> u32 {
     ord.div_ceil(1 << CHUNK_BITS)
 }
 
-fn damaged(why: &str) -> Error {
-    Error::Internal(format!("stored bitmap chunk is damaged: {why}"))
-}
-
 /// Decodes chunk number `chunk` into a bitmap of the ordinals it holds.
 fn decode_chunk(chunk: u32, bytes: &[u8]) -> Result<RoaringBitmap> {
-    let base = chunk << CHUNK_BITS;
-    match bytes.split_first() {
-        Some((&BITSET_TAG, bits)) if bits.len() == BITSET_BYTES => {
-            Ok(RoaringBitmap::from_lsb0_bytes(base, bits))
-        }
-        Some((&ARRAY_TAG, offsets)) => {
-            let mut ords = Vec::with_capacity(offsets.len() / 2);
-            for_each_offset(offsets, |offset| ords.push(base + offset))?;
-            RoaringBitmap::from_sorted_iter(ords).map_err(|_| damaged("offsets out of order"))
-        }
-        _ => Err(damaged("unknown layout")),
-    }
-}
-
-/// Encodes the ordinals of chunk number `chunk` (all of `bitmap` lies in it).
-fn encode_chunk(chunk: u32, bitmap: &RoaringBitmap) -> Vec<u8> {
-    let base = chunk << CHUNK_BITS;
-    if bitmap.len() <= ARRAY_MAX {
-        let mut out = Vec::with_capacity(1 + 2 * bitmap.len() as usize);
-        out.push(ARRAY_TAG);
-        for ord in bitmap {
-            out.extend_from_slice(&((ord - base) as u16).to_be_bytes());
-        }
-        out
-    } else {
-        let mut out = vec![0u8; 1 + BITSET_BYTES];
-        out[0] = BITSET_TAG;
-        // Run by run: a chunk of the live bitmap is one run of 4,096, and setting it bit by
-        // bit was an eighth of a durable create's time.
-        let mut runs = bitmap.iter();
-        while let Some(run) = runs.next_range() {
-            set_bits(&mut out[1..], run.start() - base, run.end() - base);
-        }
-        out
-    }
-}
-
-/// Sets bits `first..=last` of the little-endian bitset `bits`.
-fn set_bits(bits: &mut [u8], first: u32, last: u32) {
-    let (first_byte, last_byte) = ((first / 8) as usize, (last / 8) as usize);
-    for (at, byte) in bits[first_byte..=last_byte].iter_mut().enumerate() {
-        let from = if at == 0 { first % 8 } else { 0 };
-        let to = if first_byte + at == last_byte {
-            last % 8
-        } else {
-            7
-        };
-        *byte |= ((0xffu16 << from) & (0xffu16 >> (7 - to))) as u8;
-    }
-}
-
-/// Calls `each` with every offset of an array chunk's body, in order; an error if the body
-/// is not strictly ascending 12-bit offsets.
-fn for_each_offset(offsets: &[u8], mut each: impl FnMut(u32)) -> Result<()> {
-    if !offsets.len().is_multiple_of(2) {
-        return Err(damaged("odd length"));
-    }
-    let mut previous = None;
-    for pair in offsets.chunks_exact(2) {
-        let offset = u32::from(u16::from_be_bytes([pair[0], pair[1]]));
-        if offset >> CHUNK_BITS != 0 || previous.is_some_and(|p| p >= offset) {
-            return Err(damaged("offsets out of range or order"));
-        }
-        each(offset);
-        previous = Some(offset);
-    }
-    Ok(())
+    Ok(Chunk::decode(bytes)?.to_bitmap(chunk << CHUNK_BITS))
 }
 
 /// Chunks per 65,536-ordinal roaring container.
@@ -415,12 +344,12 @@ pub(crate) fn read_named(
 }
 
 /// The stored chunk `chunk` of the bitmap whose key prefix is `prefix` (empty if none).
-fn read_chunk(kv: &impl Kv, prefix: &[u8], chunk: u32) -> Result<RoaringBitmap> {
+fn read_chunk(kv: &impl Kv, prefix: &[u8], chunk: u32) -> Result<Chunk> {
     let mut key = Vec::with_capacity(prefix.len() + 4);
     key.extend_from_slice(prefix);
     key.extend_from_slice(&chunk.to_be_bytes());
     Ok(kv
-        .get_with(&key, |v| decode_chunk(chunk, v))?
+        .get_with(&key, Chunk::decode)?
         .transpose()?
         .unwrap_or_default())
 }
@@ -440,7 +369,7 @@ fn read_chunk(kv: &impl Kv, prefix: &[u8], chunk: u32) -> Result<RoaringBitmap> 
 /// copies a key only when it is new).
 #[derive(Default)]
 pub(crate) struct BitmapBuffer {
-    dirty: HashMap<Vec<u8>, BTreeMap<u32, RoaringBitmap>>,
+    dirty: HashMap<Vec<u8>, BTreeMap<u32, Chunk>>,
     /// The interned key prefixes of logged bitmaps, by number.
     names: Vec<Vec<u8>>,
     /// The number of each interned key prefix.
@@ -479,17 +408,14 @@ impl BitmapBuffer {
                 clears.clear();
                 for changes in run.chunk_by(|a, b| a.0 == b.0) {
                     let (bit, change) = changes[changes.len() - 1];
+                    let offset = (bit as u32 & OFFSET_MASK) as u16;
                     match change & 1 {
-                        1 => sets.push(bit as u32),
-                        _ => clears.push(bit as u32),
+                        1 => sets.push(offset),
+                        _ => clears.push(offset),
                     }
                 }
                 let held = chunks.entry(chunk_of(run[0].0 as u32)).or_default();
-                *held |= RoaringBitmap::from_sorted_iter(sets.iter().copied())
-                    .map_err(|e| Error::Internal(format!("bitmap buffer: {e}")))?;
-                for ord in &clears {
-                    held.remove(*ord);
-                }
+                held.apply(&sets, &clears);
             }
             rest = &rest[ends..];
         }
@@ -576,8 +502,8 @@ impl BitmapBuffer {
         let mut full = read(kv, scope, name)?;
         for (number, chunk) in self.dirty.get(&prefix).into_iter().flatten() {
             let base = number << CHUNK_BITS;
-            full.remove_range(base..=(base | ((1 << CHUNK_BITS) - 1)));
-            full |= chunk;
+            full.remove_range(base..=(base | OFFSET_MASK));
+            full |= chunk.to_bitmap(base);
         }
         Ok(full)
     }
@@ -602,13 +528,13 @@ impl BitmapBuffer {
         let mut held: Vec<_> = std::mem::take(&mut self.dirty).into_iter().collect();
         held.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (prefix, chunks) in held {
-            for (chunk, bitmap) in chunks {
+            for (number, chunk) in chunks {
                 let mut key = prefix.clone();
-                key.extend_from_slice(&chunk.to_be_bytes());
-                if bitmap.is_empty() {
+                key.extend_from_slice(&number.to_be_bytes());
+                if chunk.is_empty() {
                     writer.delete(&key)?;
                 } else {
-                    writer.put(&key, &encode_chunk(chunk, &bitmap))?;
+                    writer.put(&key, &chunk.encode())?;
                 }
             }
         }
@@ -619,6 +545,15 @@ impl BitmapBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stored body of the ordinals of `bitmap` (all in chunk number `chunk`).
+    fn encode_chunk(chunk: u32, bitmap: &RoaringBitmap) -> Vec<u8> {
+        let base = chunk << CHUNK_BITS;
+        let offsets: Vec<u16> = bitmap.iter().map(|ord| (ord - base) as u16).collect();
+        let mut held = Chunk::default();
+        held.apply(&offsets, &[]);
+        held.encode()
+    }
 
     /// One change or read of a [`BitmapBuffer`] in the proptest below.
     #[derive(Clone, Debug)]
