@@ -42,6 +42,11 @@ const PATH_COLUMN_RATIO: u64 = 800;
 /// 1.1 ms, so checking pays below about 1/400 of the live records.
 const RANGE_SCAN_RATIO: u64 = 512;
 
+/// The chunks that hold every ordinal of `domain`.
+fn chunks_of(domain: &RoaringBitmap) -> std::ops::Range<u32> {
+    0..domain.max().map_or(0, |last| bitmap::chunk_of(last) + 1)
+}
+
 /// A rough rank of how much a filter costs and how little it keeps, for ordering the parts
 /// of an AND: bitmap lookups, then index lookups, then ranges and combinations, then scans.
 pub(crate) fn cost(filter: &Filter) -> u8 {
@@ -105,7 +110,7 @@ impl<V: View> Evaluator<'_, V> {
             Filter::Not(part) => domain - self.bitmap(part, scope, catalog, domain)?,
             Filter::Cond(field, op) => match self.leaf(field, op, scope, catalog, domain)? {
                 Some(found) => found & domain,
-                None => match self.prefilter(field, op, scope, catalog, None)? {
+                None => match self.prefilter(field, op, scope, catalog, chunks_of(domain))? {
                     Some(candidates) => self.scan(field, op, scope, &(candidates & domain))?,
                     None => self.scan(field, op, scope, domain)?,
                 },
@@ -125,15 +130,15 @@ impl<V: View> Evaluator<'_, V> {
     }
 
     /// A superset of the live records that pass a substring condition on a searchable
-    /// property, from its trigram bitmaps (over chunks `chunks`, or all), or `None` where
-    /// there is none (other conditions, needles shorter than 3 bytes, trash queries).
+    /// property, from its trigram bitmaps over chunks `chunks`, or `None` where there is
+    /// none (other conditions, needles shorter than 3 bytes, trash queries).
     pub fn prefilter(
         &self,
         field: &Field,
         op: &Op,
         scope: Scope,
         catalog: &Catalog,
-        chunks: Option<std::ops::Range<u32>>,
+        chunks: std::ops::Range<u32>,
     ) -> Result<Option<RoaringBitmap>> {
         if !self.narrowable(field, op, catalog) {
             return Ok(None);

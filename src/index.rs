@@ -229,41 +229,25 @@ pub(crate) fn gram_name(pid: u16, gram: [u8; 3]) -> Vec<u8> {
 }
 
 /// A superset of the records of `scope` whose searchable property `pid` holds `needle`
-/// (lowercased) as a substring, among ordinals in chunks `chunks` (all when `None`): the
-/// intersection of the needle's trigram bitmaps, plus the records whose trigrams are
-/// pending. `None` when the needle is shorter than a trigram.
+/// (lowercased) as a substring, among ordinals in chunks `chunks`: the intersection of the
+/// needle's trigram bitmaps, plus the records whose trigrams are pending. `None` when the
+/// needle is shorter than a trigram.
 pub(crate) fn gram_candidates(
     kv: &impl Kv,
     scope: Scope,
     pid: u16,
     needle: &str,
-    chunks: Option<std::ops::Range<u32>>,
+    chunks: std::ops::Range<u32>,
 ) -> Result<Option<RoaringBitmap>> {
     let grams = trigrams(needle);
     if grams.is_empty() {
         return Ok(None);
     }
-    let read = |name: &[u8]| match &chunks {
-        Some(range) => bitmap::read_chunks(kv, scope, name, range.clone()),
-        None => bitmap::read(kv, scope, name),
-    };
-    let mut found: Option<RoaringBitmap> = None;
-    for gram in grams {
-        let bits = read(&gram_name(pid, gram))?;
-        let narrowed = match found {
-            Some(acc) => acc & bits,
-            None => bits,
-        };
-        let empty = narrowed.is_empty();
-        found = Some(narrowed);
-        if empty {
-            break;
-        }
-    }
-    match found {
-        Some(found) => Ok(Some(found | read(keys::GRAM_PENDING)?)),
-        None => Ok(None),
-    }
+    let names: Vec<Vec<u8>> = grams.into_iter().map(|gram| gram_name(pid, gram)).collect();
+    let found = bitmap::read_intersection(kv, scope, &names, chunks.clone())?;
+    Ok(Some(
+        found | bitmap::read_chunks(kv, scope, keys::GRAM_PENDING, chunks)?,
+    ))
 }
 
 /// The names of the index and bucket bitmaps that hold a record whose property `prop` holds

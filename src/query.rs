@@ -231,7 +231,7 @@ fn fetch<V: View>(
         let narrow = |window: u32| -> Result<Option<RoaringBitmap>> {
             let mut narrowed: Option<RoaringBitmap> = None;
             for (field, op) in &residual {
-                let chunks = Some(bitmap::window_chunks(window));
+                let chunks = bitmap::window_chunks(window);
                 if let Some(found) = eval.prefilter(field, op, scope, catalog, chunks)? {
                     narrowed = Some(match narrowed {
                         Some(acc) => acc & found,

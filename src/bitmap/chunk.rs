@@ -80,6 +80,23 @@ impl Chunk {
         }
     }
 
+    /// ORs the ordinals of stored chunk body `body` into `bits` (the chunk's 512-byte
+    /// little-endian bitset); an error naming what is wrong if `body` is not a chunk.
+    pub(crate) fn or_into(body: &[u8], bits: &mut [u8]) -> Result<()> {
+        match body.split_first() {
+            Some((&BITSET_TAG, stored)) if stored.len() == BITSET_BYTES => {
+                bits.iter_mut()
+                    .zip(stored)
+                    .for_each(|(into, from)| *into |= from);
+                Ok(())
+            }
+            Some((&ARRAY_TAG, offsets)) => for_each_offset(offsets, |offset| {
+                bits[offset as usize / 8] |= 1 << (offset % 8);
+            }),
+            _ => Err(damaged("unknown layout")),
+        }
+    }
+
     /// The stored body of this chunk: an array of offsets while it holds at most
     /// [`ARRAY_MAX`] ordinals, else the bitset.
     pub(crate) fn encode(&self) -> Vec<u8> {
