@@ -170,11 +170,17 @@ pub(crate) fn check_selection(catalog: &Catalog, selection: Option<&[String]>) -
 /// The properties a render shows, each with its slug shared by every row rendered with it
 /// (a page's rows then copy no slug: allocating a slug per property and row was a tenth of
 /// a substring query's first page).
+/// How many formatted times a render remembers.
+const FORMATTED_TIMES: usize = 4;
+
 struct Shown<'a> {
     /// The shown properties, by number.
     props: Vec<(u16, &'a Property, Arc<str>)>,
     /// The `created_at` and `updated_at` slugs, when shown.
     times: Vec<(Arc<str>, bool)>,
+    /// The last times formatted, with their text: the records one transaction wrote (a
+    /// batch, an import chunk) share their times, so a page formats each once.
+    formatted: std::cell::RefCell<Vec<(i64, String)>>,
 }
 
 impl<'a> Shown<'a> {
@@ -191,7 +197,25 @@ impl<'a> Shown<'a> {
             .filter(|(slug, _)| wanted(slug))
             .map(|(slug, created)| (Arc::from(slug), created))
             .collect();
-        Shown { props, times }
+        Shown {
+            props,
+            times,
+            formatted: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// `micros` as RFC 3339 text (see [`time_fmt::format_rfc3339`]).
+    fn time_text(&self, micros: i64) -> String {
+        let mut formatted = self.formatted.borrow_mut();
+        if let Some((_, text)) = formatted.iter().find(|(at, _)| *at == micros) {
+            return text.clone();
+        }
+        let text = time_fmt::format_rfc3339(micros);
+        if formatted.len() == FORMATTED_TIMES {
+            formatted.remove(0);
+        }
+        formatted.push((micros, text.clone()));
+        text
     }
 
     fn property(&self, pid: u16) -> Option<(&'a Property, &Arc<str>)> {
@@ -222,10 +246,7 @@ fn render(shown: &Shown<'_>, id: u128, record: StoredRecord, refs: RefStyle<'_>)
         } else {
             record.updated_at
         };
-        properties.push(
-            slug.clone(),
-            Value::String(time_fmt::format_rfc3339(micros)),
-        );
+        properties.push(slug.clone(), Value::String(shown.time_text(micros)));
     }
     Record {
         id: Uuid::from_u128(id),
