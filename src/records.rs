@@ -233,9 +233,10 @@ fn render(shown: &Shown<'_>, id: u128, record: StoredRecord, refs: RefStyle<'_>)
             continue;
         };
         let value = match (refs, value) {
-            (RefStyle::Nested(names), StoredValue::Ref(target)) => names
-                .get(target)
-                .map_or_else(|| nested_reference(target, Value::Null), |v| (**v).clone()),
+            (RefStyle::Nested(names), StoredValue::Ref(target)) => json!({
+                "id": Uuid::from_u128(target),
+                "properties": {"name": names.get(target).cloned().unwrap_or(Value::Null)},
+            }),
             (_, value) => prop.json_of_owned(value),
         };
         properties.push(slug.clone(), value);
@@ -294,8 +295,7 @@ pub(crate) fn render_rows(
         .collect())
 }
 
-/// Fetches the `name` of every record the rows reference through a selected property, as
-/// the nested value each row shows.
+/// Fetches the `name` of every record the rows reference through a selected property.
 fn reference_names(
     view: &impl View,
     team: Uuid,
@@ -327,8 +327,7 @@ fn reference_names(
         // In key order: neighbouring lookups share pages.
         targets.sort_unstable();
         targets.dedup();
-        // Shown references are cached per state of the target scope (see
-        // `Shared::cached_names`).
+        // Names are cached per state of the target scope (see `Shared::cached_names`).
         let state = (view.counters(scope)?.mutations, target_catalog.version);
         let cached = match view.may_cache() {
             true => view
@@ -351,9 +350,8 @@ fn reference_names(
                         .transpose()?
                         .flatten()
                         .map_or(Value::Null, |v| name_prop.to_json_value(&v));
-                    let shown = Arc::new(nested_reference(id, name));
-                    fetched.push((id, shown.clone()));
-                    shown
+                    fetched.push((id, name.clone()));
+                    name
                 }
             };
             names.push((id, name));
@@ -367,18 +365,11 @@ fn reference_names(
     Ok(RefNames(names))
 }
 
-/// A reference as a page shows it: `{id, properties: {name}}` of the target.
-fn nested_reference(target: u128, name: Value) -> Value {
-    json!({"id": Uuid::from_u128(target), "properties": {"name": name}})
-}
-
-/// The references a page shows, as [`nested_reference`] values, sorted by target id. Each
-/// row clones its value: building it per row (a UUID formatted, two maps with three hashed
-/// inserts) was a tenth of a 50-row page.
-struct RefNames(Vec<(u128, Arc<Value>)>);
+/// The names of the records a page references, sorted by id.
+struct RefNames(Vec<(u128, Value)>);
 
 impl RefNames {
-    fn get(&self, id: u128) -> Option<&Arc<Value>> {
+    fn get(&self, id: u128) -> Option<&Value> {
         let at = self.0.binary_search_by_key(&id, |(i, _)| *i).ok()?;
         Some(&self.0[at].1)
     }

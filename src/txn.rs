@@ -40,13 +40,12 @@ type Stamped = (u64, Arc<RoaringBitmap>);
 /// At most this many derived bitmaps are cached (then the cache starts over).
 const DERIVED_CACHE_MAX: usize = 4096;
 
-/// Records of one scope as pages show them when referenced (`{id, properties: {name}}`),
-/// valid for the state where the scope's mutation counter and catalog version had these
-/// values.
+/// The `name` of records of one scope, as pages show them for references, valid for the
+/// state where the scope's mutation counter and catalog version had these values.
 pub(crate) struct NameCache {
     mutations: u64,
     catalog_version: u64,
-    names: HashMap<u128, Arc<serde_json::Value>>,
+    names: HashMap<u128, serde_json::Value>,
 }
 
 /// At most this many names are cached per scope.
@@ -63,7 +62,7 @@ impl Shared {
         mutations: u64,
         catalog_version: u64,
         ids: &[u128],
-    ) -> Vec<Option<Arc<serde_json::Value>>> {
+    ) -> Vec<Option<serde_json::Value>> {
         let cache = self.names.lock();
         match cache.get(&scope) {
             Some(c) if c.mutations == mutations && c.catalog_version == catalog_version => {
@@ -80,7 +79,7 @@ impl Shared {
         scope: Scope,
         mutations: u64,
         catalog_version: u64,
-        found: impl IntoIterator<Item = (u128, Arc<serde_json::Value>)>,
+        found: impl IntoIterator<Item = (u128, serde_json::Value)>,
     ) {
         let mut cache = self.names.lock();
         if cache.len() >= NAME_CACHE_SCOPES && !cache.contains_key(&scope) {
