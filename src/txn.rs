@@ -238,6 +238,37 @@ fn catalog_version(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
+/// The committed catalog of (`team`, `ty`) as `view`'s storage holds it: from the shared
+/// cache when its version is the stored one, else decoded (and cached).
+fn stored_catalog(view: &(impl View + ?Sized), team: Uuid, ty: ObjectType) -> Result<Arc<Catalog>> {
+    let key = view
+        .team(team)?
+        .map(|number| Scope { team: number, ty }.prefix(keys::SCHEMA));
+    let stored_version = match &key {
+        Some(key) => view.kv().get_with(key, catalog_version)?,
+        None => None,
+    };
+    let version = match stored_version {
+        Some(Some(v)) => v,
+        Some(None) => return Err(Error::Internal("stored schema catalog is damaged".into())),
+        None => 0,
+    };
+    let cached = view.shared().catalogs.lock().get(&(team, ty)).cloned();
+    if let Some(cached) = cached.filter(|c| c.version == version) {
+        return Ok(cached);
+    }
+    let stored = match (&key, stored_version) {
+        (Some(key), Some(_)) => view.kv().get_with(key, decode_catalog)?.transpose()?,
+        _ => None,
+    };
+    let catalog = Arc::new(stored.unwrap_or_else(|| Catalog::default_for(team, ty)));
+    view.shared()
+        .catalogs
+        .lock()
+        .insert((team, ty), catalog.clone());
+    Ok(catalog)
+}
+
 /// Everything an operation reads through: storage plus the transaction's pending state.
 pub(crate) trait View {
     /// The storage it reads.
@@ -314,32 +345,7 @@ pub(crate) trait View {
         if let Some(pending) = self.pending_catalog(team, ty) {
             return Ok(pending);
         }
-        let key = self
-            .team(team)?
-            .map(|number| Scope { team: number, ty }.prefix(keys::SCHEMA));
-        let stored_version = match &key {
-            Some(key) => self.kv().get_with(key, catalog_version)?,
-            None => None,
-        };
-        let version = match stored_version {
-            Some(Some(v)) => v,
-            Some(None) => return Err(Error::Internal("stored schema catalog is damaged".into())),
-            None => 0,
-        };
-        let cached = self.shared().catalogs.lock().get(&(team, ty)).cloned();
-        if let Some(cached) = cached.filter(|c| c.version == version) {
-            return Ok(cached);
-        }
-        let stored = match (&key, stored_version) {
-            (Some(key), Some(_)) => self.kv().get_with(key, decode_catalog)?.transpose()?,
-            _ => None,
-        };
-        let catalog = Arc::new(stored.unwrap_or_else(|| Catalog::default_for(team, ty)));
-        self.shared()
-            .catalogs
-            .lock()
-            .insert((team, ty), catalog.clone());
-        Ok(catalog)
+        stored_catalog(self, team, ty)
     }
 }
 
@@ -347,12 +353,27 @@ pub(crate) trait View {
 pub(crate) struct ReadView<'db> {
     reader: Reader,
     shared: &'db Shared,
+    /// Catalogs and counters already read through this snapshot, which cannot see them
+    /// change: reading a catalog's version row and the counters row again on every call
+    /// was a sixth of a find by value.
+    seen: parking_lot::Mutex<Seen>,
+}
+
+/// What a [`ReadView`] has read once.
+#[derive(Default)]
+struct Seen {
+    catalogs: Vec<((Uuid, ObjectType), Arc<Catalog>)>,
+    counters: Vec<(Scope, Counters)>,
 }
 
 impl<'db> ReadView<'db> {
     /// Wraps a storage snapshot.
     pub fn new(reader: Reader, shared: &'db Shared) -> ReadView<'db> {
-        ReadView { reader, shared }
+        ReadView {
+            reader,
+            shared,
+            seen: parking_lot::Mutex::default(),
+        }
     }
 }
 
@@ -381,7 +402,12 @@ impl View for ReadView<'_> {
     }
 
     fn counters(&self, scope: Scope) -> Result<Counters> {
-        stored_counters(&self.reader, scope)
+        if let Some((_, counters)) = self.seen.lock().counters.iter().find(|(s, _)| *s == scope) {
+            return Ok(*counters);
+        }
+        let counters = stored_counters(&self.reader, scope)?;
+        self.seen.lock().counters.push((scope, counters));
+        Ok(counters)
     }
 
     fn bitmap(&self, scope: Scope, name: &[u8]) -> Result<RoaringBitmap> {
@@ -389,6 +415,22 @@ impl View for ReadView<'_> {
             return Ok((*self.live(scope)?).clone());
         }
         bitmap::read(&self.reader, scope, name)
+    }
+
+    fn catalog(&self, team: Uuid, ty: ObjectType) -> Result<Arc<Catalog>> {
+        let seen = |seen: &Seen| {
+            let found = seen.catalogs.iter().find(|(key, _)| *key == (team, ty));
+            found.map(|(_, catalog)| catalog.clone())
+        };
+        if let Some(catalog) = seen(&self.seen.lock()) {
+            return Ok(catalog);
+        }
+        let catalog = stored_catalog(self, team, ty)?;
+        self.seen
+            .lock()
+            .catalogs
+            .push(((team, ty), catalog.clone()));
+        Ok(catalog)
     }
 
     fn bitmap_union(&self, scope: Scope, names: &[Vec<u8>]) -> Result<RoaringBitmap> {
