@@ -189,8 +189,9 @@ impl<'a> Shown<'a> {
         let props = catalog
             .properties()
             .iter()
-            .filter(|prop| wanted(&prop.slug))
-            .map(|prop| (prop.pid, prop, Arc::from(prop.slug.as_str())))
+            .zip(catalog.shared_slugs())
+            .filter(|(prop, _)| wanted(&prop.slug))
+            .map(|(prop, slug)| (prop.pid, prop, slug.clone()))
             .collect();
         let times = [("created_at", true), ("updated_at", false)]
             .into_iter()
