@@ -71,9 +71,19 @@ pub use storage::{Durability, Journaled, StorageBackend, StorageStats};
 /// panic, on any input.
 #[doc(hidden)]
 pub mod fuzzing {
-    /// Decodes arbitrary bytes as a stored record; returns whether they decoded.
+    /// Decodes arbitrary bytes as a stored record; returns whether they decoded. Also reads
+    /// each of the first property numbers alone, and when the whole record decoded, checks
+    /// that each such read gives the record's value.
     pub fn decode_record(bytes: &[u8]) -> bool {
-        crate::codec::decode_record(bytes).is_ok()
+        let whole = crate::codec::decode_record(bytes);
+        for pid in 0..4 {
+            let one = crate::codec::decode_value(bytes, pid);
+            if let Ok(record) = &whole {
+                let one = one.expect("a record that decodes whole decodes one value");
+                assert_eq!(one.as_ref(), record.value(pid), "one value of a record");
+            }
+        }
+        whole.is_ok()
     }
 
     /// Decodes arbitrary bytes as a stored grant; returns whether they decoded (and then
