@@ -126,6 +126,11 @@ impl StoredRecord {
     }
 }
 
+/// The error for stored record bytes that are not a record, saying why.
+fn damaged(why: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("stored record is damaged: {why}"))
+}
+
 /// Encodes a record for storage.
 pub(crate) fn encode_record(record: &StoredRecord) -> Result<Vec<u8>> {
     let mut out = vec![RECORD_FORMAT, u8::from(!record.is_live())];
@@ -137,15 +142,14 @@ pub(crate) fn encode_record(record: &StoredRecord) -> Result<Vec<u8>> {
 /// Decodes a stored record. Any byte string either decodes to a well-formed record or
 /// gives an `internal` error saying the record is damaged; it never panics.
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<StoredRecord> {
-    let damaged = |why: String| Error::Internal(format!("stored record is damaged: {why}"));
     let trashed = is_trashed(bytes)?;
     let record = read::record(&bytes[2..])?;
     if record.is_live() == trashed {
-        return Err(damaged("trash flag disagrees with deleted_at".into()));
+        return Err(damaged("trash flag disagrees with deleted_at"));
     }
     let ordered = record.props.windows(2).all(|w| w[0].0 < w[1].0);
     if !ordered {
-        return Err(damaged("property numbers out of order".into()));
+        return Err(damaged("property numbers out of order"));
     }
     Ok(record)
 }
@@ -153,24 +157,17 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<StoredRecord> {
 /// The ordinal of the stored record in `bytes`, read without decoding the rest (the first
 /// field of the record's MessagePack array). Damaged bytes give an `internal` error.
 pub(crate) fn record_ord(bytes: &[u8]) -> Result<u32> {
-    let damaged = |why: &str| Error::Internal(format!("stored record is damaged: {why}"));
     is_trashed(bytes)?;
-    let mut body = &bytes[2.min(bytes.len())..];
-    let fields = rmp::decode::read_array_len(&mut body).map_err(|_| damaged("no field array"))?;
-    if fields == 0 {
-        return Err(damaged("no ordinal"));
-    }
-    rmp::decode::read_int(&mut body).map_err(|_| damaged("ordinal is not a u32"))
+    read::ordinal(&bytes[2..])
 }
 
 /// Whether the stored record in `bytes` is in the trash, read from its header alone.
 pub(crate) fn is_trashed(bytes: &[u8]) -> Result<bool> {
-    let damaged = |why: String| Error::Internal(format!("stored record is damaged: {why}"));
     match bytes {
         [RECORD_FORMAT, flags @ (0 | 1), ..] => Ok(*flags == 1),
-        [RECORD_FORMAT, flags, ..] => Err(damaged(format!("unknown flags {flags}"))),
-        [format, ..] => Err(damaged(format!("unknown record format {format}"))),
-        [] => Err(damaged("empty value".into())),
+        [RECORD_FORMAT, flags, ..] => Err(damaged(format_args!("unknown flags {flags}"))),
+        [format, ..] => Err(damaged(format_args!("unknown record format {format}"))),
+        [] => Err(damaged("empty value")),
     }
 }
 

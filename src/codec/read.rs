@@ -7,12 +7,8 @@
 
 use rmp::decode;
 
-use super::{StoredRecord, StoredValue, RECORD_FIELDS};
-use crate::error::{Error, Result};
-
-fn damaged(why: impl std::fmt::Display) -> Error {
-    Error::Internal(format!("stored record is damaged: {why}"))
-}
+use super::{damaged, StoredRecord, StoredValue, RECORD_FIELDS};
+use crate::error::Result;
 
 /// The unread rest of a record body.
 struct Body<'a>(&'a [u8]);
@@ -174,6 +170,15 @@ pub(super) fn record(body: &[u8]) -> Result<StoredRecord> {
         list: system.list.map(str::to_owned),
         props,
     })
+}
+
+/// The ordinal of a record body (its first field), read without the rest.
+pub(super) fn ordinal(body: &[u8]) -> Result<u32> {
+    let mut body = Body(body);
+    if body.array_len("the record")? == 0 {
+        return Err(damaged("the record has no ordinal"));
+    }
+    body.unsigned("the ordinal")
 }
 
 /// Decodes only the value of property `pid` of a record body, passing over the rest.
