@@ -85,14 +85,12 @@ impl Gather {
             self.window = Some(window);
         }
         match bytes.split_first() {
-            Some((&BITSET_TAG, bits)) if bits.len() == BITSET_BYTES => {
+            Some((&BITSET_TAG, _)) => {
                 if self.bits.is_empty() {
                     self.bits = vec![0; BITSET_BYTES * CHUNKS_PER_WINDOW as usize];
                 }
                 let at = (chunk % CHUNKS_PER_WINDOW) as usize * BITSET_BYTES;
-                for (into, from) in self.bits[at..at + BITSET_BYTES].iter_mut().zip(bits) {
-                    *into |= from;
-                }
+                Chunk::or_into(bytes, &mut self.bits[at..at + BITSET_BYTES])?;
                 self.dense = true;
                 Ok(())
             }
@@ -160,29 +158,22 @@ struct Union {
 
 impl Union {
     /// Adds the ordinals of stored chunk number `chunk`.
+    /// A dense chunk grows the bitset to cover it; a sparse one goes into the bitset when
+    /// it already covers the chunk, else into the ordinals.
     fn add(&mut self, chunk: u32, bytes: &[u8]) -> Result<()> {
-        match bytes.split_first() {
-            Some((&BITSET_TAG, bits)) if bits.len() == BITSET_BYTES => {
-                let at = chunk as usize * BITSET_BYTES;
-                if self.bits.len() < at + BITSET_BYTES {
-                    self.bits.resize(at + BITSET_BYTES, 0);
+        let at = chunk as usize * BITSET_BYTES;
+        if bytes.first() == Some(&BITSET_TAG) && self.bits.len() < at + BITSET_BYTES {
+            self.bits.resize(at + BITSET_BYTES, 0);
+        }
+        match self.bits.get_mut(at..at + BITSET_BYTES) {
+            Some(bits) => Chunk::or_into(bytes, bits),
+            None => match bytes.split_first() {
+                Some((&ARRAY_TAG, offsets)) => {
+                    let base = chunk << CHUNK_BITS;
+                    for_each_offset(offsets, |offset| self.ords.push(base + offset))
                 }
-                for (into, from) in self.bits[at..at + BITSET_BYTES].iter_mut().zip(bits) {
-                    *into |= from;
-                }
-                Ok(())
-            }
-            Some((&ARRAY_TAG, offsets)) => {
-                let base = chunk << CHUNK_BITS;
-                let at = chunk as usize * BITSET_BYTES;
-                match self.bits.get_mut(at..at + BITSET_BYTES) {
-                    Some(bits) => for_each_offset(offsets, |offset| {
-                        bits[offset as usize / 8] |= 1 << (offset % 8);
-                    }),
-                    None => for_each_offset(offsets, |offset| self.ords.push(base + offset)),
-                }
-            }
-            _ => Err(damaged("unknown layout")),
+                _ => Err(damaged("unknown layout")),
+            },
         }
     }
 
@@ -315,12 +306,19 @@ fn chunk_span(
     chunks: &std::ops::Range<u32>,
 ) -> (usize, Vec<u8>, Vec<u8>) {
     let prefix = scope.bitmap_prefix(name);
-    let key = |chunk: u32| {
-        let mut key = prefix.clone();
-        key.extend_from_slice(&chunk.to_be_bytes());
-        key
-    };
-    (prefix.len(), key(chunks.start), key(chunks.end))
+    let (start, end) = (
+        chunk_key(&prefix, chunks.start),
+        chunk_key(&prefix, chunks.end),
+    );
+    (prefix.len(), start, end)
+}
+
+/// The key of chunk `chunk` of the bitmap whose key prefix is `prefix`.
+fn chunk_key(prefix: &[u8], chunk: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + 4);
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(&chunk.to_be_bytes());
+    key
 }
 
 /// The intersection of the stored bitmaps `names` of `scope` over chunks `chunks`: each
@@ -404,11 +402,8 @@ pub(crate) fn read_named(
 
 /// The stored chunk `chunk` of the bitmap whose key prefix is `prefix` (empty if none).
 fn read_chunk(kv: &impl Kv, prefix: &[u8], chunk: u32) -> Result<Chunk> {
-    let mut key = Vec::with_capacity(prefix.len() + 4);
-    key.extend_from_slice(prefix);
-    key.extend_from_slice(&chunk.to_be_bytes());
     Ok(kv
-        .get_with(&key, Chunk::decode)?
+        .get_with(&chunk_key(prefix, chunk), Chunk::decode)?
         .transpose()?
         .unwrap_or_default())
 }
@@ -588,8 +583,7 @@ impl BitmapBuffer {
         held.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (prefix, chunks) in held {
             for (number, chunk) in chunks {
-                let mut key = prefix.clone();
-                key.extend_from_slice(&number.to_be_bytes());
+                let key = chunk_key(&prefix, number);
                 if chunk.is_empty() {
                     writer.delete(&key)?;
                 } else {
