@@ -418,13 +418,11 @@ impl View for ReadView<'_> {
     }
 
     fn catalog(&self, team: Uuid, ty: ObjectType) -> Result<Arc<Catalog>> {
-        let seen = |seen: &Seen| {
-            let found = seen.catalogs.iter().find(|(key, _)| *key == (team, ty));
-            found.map(|(_, catalog)| catalog.clone())
-        };
-        if let Some(catalog) = seen(&self.seen.lock()) {
-            return Ok(catalog);
+        let seen = self.seen.lock();
+        if let Some((_, catalog)) = seen.catalogs.iter().find(|(key, _)| *key == (team, ty)) {
+            return Ok(catalog.clone());
         }
+        drop(seen);
         let catalog = stored_catalog(self, team, ty)?;
         self.seen
             .lock()
