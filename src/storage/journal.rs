@@ -7,13 +7,15 @@
 //! has the measurement). [`Journaled`] is a storage backend that wraps the main file's
 //! backend and a journal file's:
 //!
-//! - `write` writes the main file at once (so reads, which go straight to the main file,
-//!   see it) and keeps a frame with the bytes in memory;
+//! - `write` keeps the bytes in memory twice: as a frame for the journal, and in the
+//!   overlay (`overlay::Overlay`), whose newest bytes of each range `read` lays over what
+//!   the main file holds;
 //! - `sync_data` appends the frames kept since the last sync and a sync frame to the
 //!   journal, and syncs the journal only: the commit is durable when the journal is;
-//! - once the journal passes [`CHECKPOINT_BYTES`], the main file is synced and the journal
-//!   starts over under a new epoch (a checkpoint), so the random writes to the main file
-//!   are synced once for many commits, and a page rewritten by many commits once;
+//! - once the journal or the overlay passes [`CHECKPOINT_BYTES`], the overlay is written to
+//!   the main file in file order, the main file is synced and the journal starts over under
+//!   a new epoch (a checkpoint), so a place redb rewrites in many commits is written and
+//!   synced once for all of them;
 //! - on open, the frames up to the last sync frame are written to the main file again, in
 //!   order, the main file is synced and the journal starts over.
 //!
@@ -25,20 +27,31 @@
 //! main file that already holds those writes (a process crash, or a crash during a
 //! checkpoint) changes nothing that was synced.
 //!
-//! Layout, little-endian. The journal starts with a header: magic `PRSMJRN1`, the epoch
-//! (`u64`) and a CRC-32 of both. Each frame is a 40-byte head — kind (`u8`), 3 bytes of
-//! zero, data length (`u32`), epoch (`u64`), sequence number within the epoch (`u64`),
-//! position (`u64`: the offset written, or the new length), CRC-32 of the head's first 32
-//! bytes and the data (`u32`), 4 bytes of zero — followed by the data. A frame whose epoch, sequence number
-//! or CRC is wrong ends the journal.
+//! A commit past [`COMMIT_JOURNAL_BYTES`] (a bulk load's) is written to the main file as it
+//! goes and synced there instead.
+//!
+//! Layout, little-endian. The journal starts with a header: magic `PRSMJRN2`, the epoch
+//! (`u64`) and a CRC-32 of both. Each frame is a 40-byte head — kind (`u8`), the number of
+//! zero bytes that follow the data in the write (3 bytes: redb's pages end in free space,
+//! about a third of what a durable create writes), data length (`u32`), epoch (`u64`),
+//! sequence number within the epoch (`u64`), position (`u64`: the offset written, or the new
+//! length), CRC-32 of the head's first 32 bytes and the data (`u32`), 4 bytes of zero —
+//! followed by the data. A frame whose epoch, sequence number or CRC is wrong ends the
+//! journal. Journals of the first format (`PRSMJRN1`, whose zero counts are all zero) are
+//! replayed the same way.
 
 use std::fmt;
 use std::io;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use redb::StorageBackend;
 
-/// Once the journal holds this many bytes, the next write or sync checkpoints.
+use overlay::Overlay;
+
+mod overlay;
+
+/// Once the journal or the writes held for the main file reach this many bytes, the next
+/// write or sync checkpoints.
 pub const CHECKPOINT_BYTES: u64 = 32 << 20;
 
 /// A commit that writes more than this is not journaled past it: its sync syncs the main
@@ -50,7 +63,12 @@ pub const COMMIT_JOURNAL_BYTES: u64 = 16 << 20;
 /// The journal file grows by this much at a time.
 const GROW_BYTES: u64 = 4 << 20;
 
-const MAGIC: &[u8; 8] = b"PRSMJRN1";
+const MAGIC: &[u8; 8] = b"PRSMJRN2";
+/// The magic of journals whose frames kept their trailing zeros; replayed the same way (their
+/// zero counts are all zero).
+const MAGIC_V1: &[u8; 8] = b"PRSMJRN1";
+/// The most trailing zeros one frame head can count (three bytes).
+const MAX_ELIDED_ZEROS: usize = (1 << 24) - 1;
 const HEADER_LEN: u64 = 20;
 const FRAME_HEAD_LEN: usize = 40;
 
@@ -64,6 +82,8 @@ pub struct Journaled<M, J> {
     main: M,
     journal: J,
     state: Mutex<JournalState>,
+    /// The writes since the last checkpoint, which `main` may not have yet.
+    overlay: RwLock<Overlay>,
     /// The journal size at which the next write or sync checkpoints.
     checkpoint_bytes: u64,
     /// The bytes of frames after which a commit stops being journaled.
@@ -130,6 +150,7 @@ impl<M: StorageBackend, J: StorageBackend> Journaled<M, J> {
             main,
             journal,
             state: Mutex::new(state),
+            overlay: RwLock::new(Overlay::default()),
             checkpoint_bytes: CHECKPOINT_BYTES,
             commit_journal_bytes: COMMIT_JOURNAL_BYTES,
             _lock: lock,
@@ -151,8 +172,10 @@ impl<M: StorageBackend, J: StorageBackend> Journaled<M, J> {
         self
     }
 
-    /// Syncs `main` and starts the journal over under the next epoch.
+    /// Writes the held writes to `main`, syncs it and starts the journal over under the next
+    /// epoch.
     fn checkpoint(&self, state: &mut JournalState) -> io::Result<()> {
+        self.overlay.write().write_back(&self.main)?;
         self.main.sync_data()?;
         let epoch = state.epoch.wrapping_add(1);
         self.restart(state, epoch)
@@ -197,7 +220,9 @@ impl<M: StorageBackend, J: StorageBackend> Journaled<M, J> {
             return Ok(());
         }
         push_frame(state, kind, position, data);
-        if state.appended + state.pending.len() as u64 >= self.checkpoint_bytes {
+        let journaled = state.appended + state.pending.len() as u64;
+        // Frames leave trailing zeros out, so the held writes can outgrow the journal.
+        if journaled.max(self.overlay.read().bytes()) >= self.checkpoint_bytes {
             self.checkpoint(state)?;
         }
         Ok(())
@@ -228,11 +253,12 @@ impl<M: StorageBackend, J: StorageBackend> StorageBackend for Journaled<M, J> {
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        self.main.read(offset, out)
+        self.overlay.read().read(&self.main, offset, out)
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut state = self.state.lock();
+        self.overlay.write().truncate(len);
         self.main.set_len(len)?;
         self.log(&mut state, KIND_SET_LEN, len, &[])
     }
@@ -252,9 +278,19 @@ impl<M: StorageBackend, J: StorageBackend> StorageBackend for Journaled<M, J> {
         Ok(())
     }
 
+    /// Holds the write in memory (see [`Overlay`]) and journals it; once the commit is past
+    /// [`COMMIT_JOURNAL_BYTES`], writes it to `main` instead.
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         let mut state = self.state.lock();
-        self.main.write(offset, data)?;
+        {
+            let mut overlay = self.overlay.write();
+            if state.bypassed {
+                overlay.forget(&self.main, offset, data.len() as u64)?;
+                self.main.write(offset, data)?;
+            } else {
+                overlay.insert(&self.main, offset, data)?;
+            }
+        }
         self.log(&mut state, KIND_WRITE, offset, data)
     }
 
@@ -309,15 +345,18 @@ fn header(epoch: u64) -> [u8; HEADER_LEN as usize] {
 /// The epoch of a journal header, or `None` when it is not one (missing, torn, foreign).
 fn parse_header(bytes: &[u8]) -> Option<u64> {
     let valid = bytes.len() == HEADER_LEN as usize
-        && &bytes[..8] == MAGIC
+        && (&bytes[..8] == MAGIC || &bytes[..8] == MAGIC_V1)
         && crc32fast::hash(&bytes[..16]).to_le_bytes() == bytes[16..20];
     valid.then(|| u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")))
 }
 
 fn push_frame(state: &mut JournalState, kind: u8, position: u64, data: &[u8]) {
+    let zeros = trailing_zeros(data).min(MAX_ELIDED_ZEROS);
+    let data = &data[..data.len() - zeros];
     let start = state.pending.len();
     let pending = &mut state.pending;
-    pending.extend_from_slice(&[kind, 0, 0, 0]);
+    let zeros = (zeros as u32).to_le_bytes();
+    pending.extend_from_slice(&[kind, zeros[0], zeros[1], zeros[2]]);
     pending.extend_from_slice(&(data.len() as u32).to_le_bytes());
     pending.extend_from_slice(&state.epoch.to_le_bytes());
     pending.extend_from_slice(&state.next_seq.to_le_bytes());
@@ -331,11 +370,26 @@ fn push_frame(state: &mut JournalState, kind: u8, position: u64, data: &[u8]) {
     state.next_seq += 1;
 }
 
+/// How many zero bytes `data` ends with.
+fn trailing_zeros(data: &[u8]) -> usize {
+    let mut end = data.len();
+    while end >= 8 && data[end - 8..end] == [0; 8] {
+        end -= 8;
+    }
+    while end > 0 && data[end - 1] == 0 {
+        end -= 1;
+    }
+    data.len() - end
+}
+
 /// One frame read back from the journal.
 struct Frame {
     kind: u8,
     position: u64,
+    /// The bytes written, trailing zeros included.
     data: Vec<u8>,
+    /// The bytes the frame takes in the journal.
+    journal_len: u64,
 }
 
 /// Reads the frame at `at` of epoch `epoch` and number `seq`; `None` at the journal's end
@@ -372,10 +426,13 @@ fn read_frame(
     if crc.finalize().to_le_bytes() != head[32..36] {
         return Ok(None);
     }
+    let zeros = u32::from_le_bytes([head[1], head[2], head[3], 0]);
+    data.resize(data.len() + zeros as usize, 0);
     Ok(Some(Frame {
         kind: head[0],
         position: field(24..32),
         data,
+        journal_len: FRAME_HEAD_LEN as u64 + data_len,
     }))
 }
 
@@ -406,7 +463,7 @@ fn replay(main: &impl StorageBackend, journal: &impl StorageBackend) -> io::Resu
             KIND_SET_LEN => main.set_len(frame.position)?,
             _ => {}
         }
-        at += (FRAME_HEAD_LEN + frame.data.len()) as u64;
+        at += frame.journal_len;
         seq += 1;
     }
     if synced_end > HEADER_LEN {
@@ -426,7 +483,7 @@ fn fresh_epoch() -> u64 {
 fn last_sync_end(journal: &impl StorageBackend, len: u64, epoch: u64) -> io::Result<u64> {
     let (mut at, mut seq, mut synced_end) = (HEADER_LEN, 0, HEADER_LEN);
     while let Some(frame) = read_frame(journal, len, at, epoch, seq)? {
-        at += (FRAME_HEAD_LEN + frame.data.len()) as u64;
+        at += frame.journal_len;
         seq += 1;
         if frame.kind == KIND_SYNC {
             synced_end = at;
@@ -481,6 +538,56 @@ mod tests {
             backend.state.lock().epoch + 1,
             "under the next epoch"
         );
+    }
+
+    #[test]
+    fn writes_reach_the_main_file_at_the_checkpoint_and_reads_see_them_before() {
+        let backend = pair();
+        backend.set_len(8192).unwrap();
+        backend.write(0, &[1; 4096]).unwrap();
+        backend.sync_data().unwrap();
+        backend.write(4096, &[2; 4096]).unwrap();
+        assert_eq!(contents(&backend.main), vec![0; 8192], "held, not written");
+        let mut expected = vec![1; 4096];
+        expected.extend_from_slice(&[2; 4096]);
+        assert_eq!(contents(&backend), expected);
+        backend.checkpoint(&mut backend.state.lock()).unwrap();
+        assert_eq!(contents(&backend.main), expected);
+        assert_eq!(backend.overlay.read().bytes(), 0);
+    }
+
+    #[test]
+    fn trailing_zeros_are_left_out_of_the_journal_and_replayed() {
+        let backend = pair();
+        backend.set_len(4096).unwrap();
+        let mut page = vec![0u8; 4096];
+        page[..10].copy_from_slice(&[5; 10]);
+        backend.write(0, &page).unwrap();
+        backend.sync_data().unwrap();
+        let frames = 3 * FRAME_HEAD_LEN as u64 + 10; // resize, write, sync
+        assert_eq!(backend.state.lock().appended, HEADER_LEN + frames);
+        let stale_main = InMemoryBackend::new();
+        stale_main.set_len(4096).unwrap();
+        stale_main.write(0, &[9; 4096]).unwrap();
+        let reopened = Journaled::open(stale_main, copy(&backend.journal)).unwrap();
+        assert_eq!(contents(&reopened), page);
+    }
+
+    #[test]
+    fn a_journal_of_the_first_format_is_replayed() {
+        let backend = pair();
+        backend.set_len(64).unwrap();
+        backend.write(0, &[3; 64]).unwrap();
+        backend.sync_data().unwrap();
+        let journal = copy(&backend.journal);
+        // The first format differs only in its magic (its frames elided no zeros).
+        let mut old_header = header(backend.state.lock().epoch);
+        old_header[..8].copy_from_slice(MAGIC_V1);
+        let crc = crc32fast::hash(&old_header[..16]);
+        old_header[16..].copy_from_slice(&crc.to_le_bytes());
+        journal.write(0, &old_header).unwrap();
+        let reopened = Journaled::open(InMemoryBackend::new(), journal).unwrap();
+        assert_eq!(contents(&reopened), vec![3; 64]);
     }
 
     #[test]
