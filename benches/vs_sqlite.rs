@@ -768,7 +768,7 @@ fn import_rows(
         1e6 / theirs
     );
     rows.push(Row {
-        op: "import (async job; SQLite in transactions of the same 10,000 rows; per row)",
+        op: "import (async job; SQLite in transactions of the job's chunk size; per row)",
         prismdb_us: prism,
         sqlite_us: theirs,
     });
