@@ -86,6 +86,13 @@ pub mod fuzzing {
         whole.is_ok()
     }
 
+    /// Reads arbitrary bytes as writes, resizes, syncs and crashes (some with a damaged
+    /// journal) of a journaled file in memory; panics if a read or a replay disagrees with
+    /// the image of the writes (see `storage::journal`).
+    pub fn journal_operations(bytes: &[u8]) {
+        crate::storage::replay_check::run(bytes);
+    }
+
     /// Decodes arbitrary bytes as a stored grant; returns whether they decoded (and then
     /// that they encode back to the same bytes).
     pub fn decode_grant(bytes: &[u8]) -> bool {

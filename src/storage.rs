@@ -24,6 +24,7 @@ pub use redb::StorageBackend;
 use crate::error::{Error, Result};
 
 mod journal;
+pub(crate) use journal::replay_check;
 pub use journal::Journaled;
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("prism");

@@ -49,6 +49,7 @@ use redb::StorageBackend;
 use overlay::Overlay;
 
 mod overlay;
+pub(crate) mod replay_check;
 
 /// Once the journal or the writes held for the main file reach this many bytes, the next
 /// write or sync checkpoints.
@@ -459,7 +460,15 @@ fn replay(main: &impl StorageBackend, journal: &impl StorageBackend) -> io::Resu
         let frame = read_frame(journal, len, at, epoch, seq)?
             .ok_or_else(|| io::Error::other("journal: a frame changed while it was replayed"))?;
         match frame.kind {
-            KIND_WRITE => main.write(frame.position, &frame.data)?,
+            KIND_WRITE => {
+                // A resize after the last sync may have cut `main` short of a synced
+                // write; writing past the end extends a file, but not every backend.
+                let end = frame.position + frame.data.len() as u64;
+                if main.len()? < end {
+                    main.set_len(end)?;
+                }
+                main.write(frame.position, &frame.data)?
+            }
             KIND_SET_LEN => main.set_len(frame.position)?,
             _ => {}
         }
