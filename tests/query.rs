@@ -913,3 +913,68 @@ fn sorted_walks_order_long_text_by_the_whole_value() {
         assert_eq!(ids, expected, "{direction:?}");
     }
 }
+
+/// Number ranges read whole range buckets and, at their ends, part of a fine bucket: either
+/// the values inside the range or the bucket less the values outside it. With every value
+/// from 0 to 1,199 present (fine buckets of 8 to 64 values), every end inside a bucket,
+/// near its start or its end, and ranges with both ends in one bucket, count what a scan
+/// counts.
+#[test]
+fn number_ranges_count_every_value_once_wherever_they_end() {
+    let (db, me) = setup();
+    let admin = Principal::admin(me.team, me.user);
+    db.add_property(&admin, C, &spec("score", "number", &[]))
+        .unwrap();
+    let scores: Vec<f64> = (0..1200).map(f64::from).chain([511.5, 1023.25]).collect();
+    db.write_batch(&admin, |batch| {
+        scores
+            .iter()
+            .try_for_each(|s| batch.create(C, &input(json!({"score": s}))).map(|_| ()))
+    })
+    .unwrap();
+    let count = |filter: Value| {
+        let request = QueryRequest {
+            filter: Some(filter),
+            include_total: true,
+            limit: Some(1),
+            ..QueryRequest::default()
+        };
+        db.query(&admin, C, &request).unwrap().total.unwrap()
+    };
+    let bounds = [
+        0.0, 1.0, 255.0, 497.0, 500.0, 508.0, 511.0, 511.5, 512.0, 1000.0, 1020.0,
+    ];
+    for &at in &bounds {
+        let scan = |keep: &dyn Fn(f64) -> bool| scores.iter().filter(|s| keep(**s)).count() as u64;
+        assert_eq!(
+            count(json!({"score": {"$gte": at}})),
+            scan(&|s| s >= at),
+            ">= {at}"
+        );
+        assert_eq!(
+            count(json!({"score": {"$gt": at}})),
+            scan(&|s| s > at),
+            "> {at}"
+        );
+        assert_eq!(
+            count(json!({"score": {"$lte": at}})),
+            scan(&|s| s <= at),
+            "<= {at}"
+        );
+        assert_eq!(
+            count(json!({"score": {"$lt": at}})),
+            scan(&|s| s < at),
+            "< {at}"
+        );
+    }
+    for (low, high) in [
+        (497.0, 510.0),
+        (500.0, 503.0),
+        (1001.0, 1022.0),
+        (496.0, 511.5),
+    ] {
+        let filter = json!({"score": {"$gte": low, "$lte": high}});
+        let scan = scores.iter().filter(|s| (low..=high).contains(*s)).count() as u64;
+        assert_eq!(count(filter), scan, "{low} to {high}");
+    }
+}
