@@ -11,6 +11,8 @@
 
 use std::collections::BTreeMap;
 
+use std::hash::BuildHasher;
+
 use hashbrown::HashMap;
 
 use roaring::RoaringBitmap;
@@ -418,16 +420,61 @@ fn read_chunk(kv: &impl Kv, prefix: &[u8], chunk: u32) -> Result<Chunk> {
 /// once, in key order. Setting ~30 bits per new record straight into ~35,000 held bitmaps,
 /// with a storage read at each first touch, was cache-miss bound and a fifth of a bulk load.
 ///
+/// Byte strings numbered in the order first seen. Each is stored once: the table holds the
+/// numbers and compares through `names` (a map from strings to numbers beside the list
+/// stored each string twice: two allocations per new bitmap, and a batch of 10,000
+/// contacts makes ~33,000 new ones).
+#[derive(Default)]
+struct Interner {
+    names: Vec<Vec<u8>>,
+    table: hashbrown::HashTable<u32>,
+    state: hashbrown::DefaultHashBuilder,
+}
+
+impl Interner {
+    /// The number of `name`, if it was interned.
+    fn get(&self, name: &[u8]) -> Option<u32> {
+        let hash = self.state.hash_one(name);
+        let names = &self.names;
+        self.table
+            .find(hash, |n| names[*n as usize] == name)
+            .copied()
+    }
+
+    /// The number of `name`, interning it first when it is new.
+    fn intern(&mut self, name: &[u8]) -> u32 {
+        let hash = self.state.hash_one(name);
+        let (names, state) = (&mut self.names, &self.state);
+        let entry = self.table.entry(
+            hash,
+            |n| names[*n as usize] == name,
+            |n| state.hash_one(names[*n as usize].as_slice()),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(found) => *found.get(),
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                let number = names.len() as u32;
+                names.push(name.to_vec());
+                slot.insert(number);
+                number
+            }
+        }
+    }
+
+    /// The string numbered `number`.
+    fn name(&self, number: u32) -> &[u8] {
+        &self.names[number as usize]
+    }
+}
+
 /// Held chunks are kept per bitmap (keyed by its key prefix: scope and name), by chunk
 /// number, in hashbrown maps (foldhash: the keys are ours, not an attacker's; `entry_ref`
 /// copies a key only when it is new).
 #[derive(Default)]
 pub(crate) struct BitmapBuffer {
     dirty: HashMap<Vec<u8>, BTreeMap<u32, Chunk>>,
-    /// The interned key prefixes of logged bitmaps, by number.
-    names: Vec<Vec<u8>>,
-    /// The number of each interned key prefix.
-    numbers: HashMap<Vec<u8>, u32>,
+    /// The key prefixes of logged bitmaps, numbered.
+    numbers: Interner,
     /// Bit changes not yet folded in: (bitmap number << 32 | ordinal, sequence number << 1
     /// | 1 for a set, 0 for a clear). Sorted, the last change of each bit is its state.
     logged: Vec<(u64, u32)>,
@@ -453,7 +500,7 @@ impl BitmapBuffer {
         while let Some(&(first, _)) = rest.first() {
             let number = first >> 32;
             let ends = rest.partition_point(|(bit, _)| bit >> 32 == number);
-            let name = self.names[number as usize].as_slice();
+            let name = self.numbers.name(number as u32);
             let chunks = self.dirty.entry_ref(name).or_default();
             let same_chunk =
                 |a: &(u64, u32), b: &(u64, u32)| chunk_of(a.0 as u32) == chunk_of(b.0 as u32);
@@ -482,7 +529,7 @@ impl BitmapBuffer {
     fn read_stale(&mut self, kv: &impl Kv) -> Result<()> {
         let mut wanted: Vec<(&[u8], u32)> = Vec::new();
         for stale in &self.stale {
-            let name = self.names[(stale >> 32) as usize].as_slice();
+            let name = self.numbers.name((stale >> 32) as u32);
             let chunk = *stale as u32;
             if !self
                 .dirty
@@ -509,7 +556,7 @@ impl BitmapBuffer {
     fn is_unsettled(&self, prefix: &[u8]) -> bool {
         self.numbers
             .get(prefix)
-            .is_some_and(|number| self.unsettled[*number as usize])
+            .is_some_and(|number| self.unsettled[number as usize])
     }
 
     /// Puts the key prefix of bitmap `name` of `scope` into the scratch buffer.
@@ -520,13 +567,10 @@ impl BitmapBuffer {
 
     /// The interned number of the bitmap whose key prefix is in `self.prefix`.
     fn number(&mut self) -> u32 {
-        if let Some(number) = self.numbers.get(self.prefix.as_slice()) {
-            return *number;
+        let number = self.numbers.intern(&self.prefix);
+        if number as usize == self.unsettled.len() {
+            self.unsettled.push(false);
         }
-        let number = self.names.len() as u32;
-        self.names.push(self.prefix.clone());
-        self.numbers.insert(self.prefix.clone(), number);
-        self.unsettled.push(false);
         number
     }
 
