@@ -10,7 +10,6 @@
 //! transaction ends.
 
 use std::collections::BTreeMap;
-
 use std::hash::BuildHasher;
 
 use hashbrown::HashMap;
@@ -410,16 +409,6 @@ fn read_chunk(kv: &impl Kv, prefix: &[u8], chunk: u32) -> Result<Chunk> {
         .unwrap_or_default())
 }
 
-/// Chunks changed by the current write transaction, not yet written.
-///
-/// Setting or clearing a bit only logs it: the bitmap's key is interned to a number and
-/// `(number, ordinal, sequence)` pushed onto a list. Before anything reads the buffer or
-/// writes it out, the list is sorted and folded into the held chunks a bitmap at a time
-/// (each bit taking the state of its last change); a chunk
-/// that may hold stored bits (below the stored records' end) is read from storage then,
-/// once, in key order. Setting ~30 bits per new record straight into ~35,000 held bitmaps,
-/// with a storage read at each first touch, was cache-miss bound and a fifth of a bulk load.
-///
 /// Byte strings numbered in the order first seen. Each is stored once: the table holds the
 /// numbers and compares through `names` (a map from strings to numbers beside the list
 /// stored each string twice: two allocations per new bitmap, and a batch of 10,000
@@ -467,6 +456,16 @@ impl Interner {
     }
 }
 
+/// Chunks changed by the current write transaction, not yet written.
+///
+/// Setting or clearing a bit only logs it: the bitmap's key is interned to a number and
+/// `(number, ordinal, sequence)` pushed onto a list. Before anything reads the buffer or
+/// writes it out, the list is sorted and folded into the held chunks a bitmap at a time
+/// (each bit taking the state of its last change); a chunk
+/// that may hold stored bits (below the stored records' end) is read from storage then,
+/// once, in key order. Setting ~30 bits per new record straight into ~35,000 held bitmaps,
+/// with a storage read at each first touch, was cache-miss bound and a fifth of a bulk load.
+///
 /// Held chunks are kept per bitmap (keyed by its key prefix: scope and name), by chunk
 /// number, in hashbrown maps (foldhash: the keys are ours, not an attacker's; `entry_ref`
 /// copies a key only when it is new).

@@ -167,12 +167,12 @@ pub(crate) fn check_selection(catalog: &Catalog, selection: Option<&[String]>) -
     Ok(())
 }
 
-/// The properties a render shows, each with its slug shared by every row rendered with it
-/// (a page's rows then copy no slug: allocating a slug per property and row was a tenth of
-/// a substring query's first page).
 /// How many formatted times a render remembers.
 const FORMATTED_TIMES: usize = 4;
 
+/// The properties a render shows, each with its slug shared by every row rendered with it
+/// (a page's rows then copy no slug: allocating a slug per property and row was a tenth of
+/// a substring query's first page).
 struct Shown<'a> {
     /// The shown properties, by number.
     props: Vec<(u16, &'a Property, Arc<str>)>,

@@ -279,8 +279,8 @@ impl<M: StorageBackend, J: StorageBackend> StorageBackend for Journaled<M, J> {
         Ok(())
     }
 
-    /// Holds the write in memory (see [`Overlay`]) and journals it; once the commit is past
-    /// [`COMMIT_JOURNAL_BYTES`], writes it to `main` instead.
+    /// Holds the write in memory (see `overlay::Overlay`) and journals it; once the commit
+    /// is past `COMMIT_JOURNAL_BYTES`, writes it to `main` instead.
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         let mut state = self.state.lock();
         {
@@ -503,26 +503,12 @@ fn last_sync_end(journal: &impl StorageBackend, len: u64, epoch: u64) -> io::Res
 
 #[cfg(test)]
 mod tests {
+    use super::replay_check::{contents, copy};
     use super::*;
     use redb::backends::InMemoryBackend;
 
     fn pair() -> Journaled<InMemoryBackend, InMemoryBackend> {
         Journaled::open(InMemoryBackend::new(), InMemoryBackend::new()).unwrap()
-    }
-
-    fn contents(backend: &impl StorageBackend) -> Vec<u8> {
-        let mut out = vec![0u8; backend.len().unwrap() as usize];
-        backend.read(0, &mut out).unwrap();
-        out
-    }
-
-    /// Copies a backend's bytes into a new in-memory backend.
-    fn copy(backend: &impl StorageBackend) -> InMemoryBackend {
-        let bytes = contents(backend);
-        let out = InMemoryBackend::new();
-        out.set_len(bytes.len() as u64).unwrap();
-        out.write(0, &bytes).unwrap();
-        out
     }
 
     #[test]

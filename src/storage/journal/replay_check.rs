@@ -139,13 +139,15 @@ pub(crate) fn run(input: &[u8]) {
     }
 }
 
-fn contents(backend: &impl StorageBackend) -> Vec<u8> {
+/// A backend's bytes.
+pub(super) fn contents(backend: &impl StorageBackend) -> Vec<u8> {
     let mut out = vec![0u8; backend.len().expect("len") as usize];
     backend.read(0, &mut out).expect("reads");
     out
 }
 
-fn copy(backend: &impl StorageBackend) -> InMemoryBackend {
+/// A backend's bytes in a new in-memory backend.
+pub(super) fn copy(backend: &impl StorageBackend) -> InMemoryBackend {
     let bytes = contents(backend);
     let out = InMemoryBackend::new();
     out.set_len(bytes.len() as u64).expect("sized");
