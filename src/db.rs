@@ -144,19 +144,55 @@ impl Core {
                 return Ok(chunks);
             }
             for (team, number, job_id) in pending {
-                match self.write_one(|tx| import::run_chunk(tx, team, number, job_id)) {
-                    Ok(_) => chunks += 1,
+                let ran = self.run_job(team, number, job_id, &mut progress);
+                chunks += ran.chunks;
+                if let Err(e) = ran.outcome {
                     // A chunk that cannot be applied stops its job with the reason, rather
                     // than being retried for ever.
-                    Err(e) => self.write_one(|tx| import::fail(tx, number, job_id, &e))?,
-                }
-                if let Some(progress) = progress.as_mut() {
-                    let system = Principal::system(team);
-                    progress(&import::status(&self.view()?, &system, job_id)?);
+                    self.write_one(|tx| import::fail(tx, number, job_id, &e))?;
                 }
             }
         }
     }
+
+    /// Applies the chunks of one job until it ends or the worker is told to stop, each
+    /// chunk in its own transaction, pipelined: a chunk commits while the next is applied
+    /// (see `Store::write_pipelined`). Reports progress after each chunk's commit.
+    fn run_job(
+        &self,
+        team: Uuid,
+        number: u32,
+        job_id: Uuid,
+        progress: &mut Option<&mut dyn FnMut(&ImportJob)>,
+    ) -> JobRun {
+        let mut chunks = 0;
+        let system = Principal::system(team);
+        let outcome = self.store.write_pipelined(
+            self.options.durability,
+            |writer| {
+                let mut tx = Tx::new(writer, &self.shared);
+                let more = import::run_chunk(&mut tx, team, number, job_id)?;
+                records::fold_grams(&mut tx)?;
+                let new_teams = tx.finish()?;
+                debug_assert!(new_teams.is_empty(), "a stored job's team is numbered");
+                Ok(more && !self.signal.stopped())
+            },
+            || {
+                chunks += 1;
+                if let Some(progress) = progress.as_mut() {
+                    progress(&import::status(&self.view()?, &system, job_id)?);
+                }
+                Ok(())
+            },
+        );
+        JobRun { chunks, outcome }
+    }
+}
+
+/// What [`Core::run_job`] did: the chunks it committed and how it ended.
+struct JobRun {
+    chunks: u64,
+    outcome: Result<()>,
 }
 
 /// The job worker: runs import jobs until told to stop.

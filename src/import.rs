@@ -242,6 +242,17 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
     rmp_serde::from_slice(bytes).map_err(|e| damaged(&e.to_string()))
 }
 
+/// The rows of a stored chunk: MessagePack, or JSON (an array: `[`) as the first format
+/// stored them.
+pub(crate) fn decode_rows(bytes: &[u8]) -> Result<Vec<Map<String, Value>>> {
+    let rows = if bytes.first() == Some(&b'[') {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    } else {
+        rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+    };
+    rows.map_err(|e| damaged(&format!("rows: {e}")))
+}
+
 /// Keys of one job: its row, and per chunk its rows and its results.
 /// `tag, team, job id`: the job's key under `JOB`, or the prefix of its chunks under
 /// `JOB_ROWS` and `JOB_RESULTS`.
@@ -320,7 +331,7 @@ pub(crate) fn start(
         error: None,
     };
     for (i, rows) in request.rows.chunks(CHUNK_ROWS).enumerate() {
-        let bytes = serde_json::to_vec(rows)
+        let bytes = rmp_serde::to_vec(rows)
             .map_err(|e| Error::Internal(format!("cannot encode import rows: {e}")))?;
         tx.writer().put(
             &part_key(keys::JOB_ROWS, scope.team, job_id, i as u32),
@@ -354,14 +365,7 @@ pub(crate) fn run_chunk(
     }
     let chunk = u32::try_from(job.processed / CHUNK_ROWS as u64).map_err(|_| damaged("chunk"))?;
     let rows_key = part_key(keys::JOB_ROWS, number, job_id, chunk);
-    let Some(rows) = tx
-        .kv()
-        .get_with(&rows_key, |bytes| {
-            serde_json::from_slice::<Vec<Map<String, Value>>>(bytes)
-                .map_err(|e| damaged(&e.to_string()))
-        })?
-        .transpose()?
-    else {
+    let Some(rows) = tx.kv().get_with(&rows_key, decode_rows)?.transpose()? else {
         job.error = Some(format!("the rows of chunk {chunk} are missing"));
         job.finish(tx.now, JobStatus::Failed);
         tx.writer().put(&key, &encode(&job)?)?;
@@ -535,4 +539,33 @@ pub(crate) fn purge_expired(tx: &mut Tx<'_, '_>, now: i64) -> Result<u64> {
         }
     }
     Ok(doomed.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<Map<String, Value>> {
+        let row = json!({"name": "Ada", "score": 12.5, "count": -3, "big": u64::MAX,
+            "tags": ["a", "b"], "vip": true, "note": null, "nested": {"x": 1}});
+        vec![row.as_object().cloned().unwrap(), Map::new()]
+    }
+
+    #[test]
+    fn stored_rows_decode_in_both_formats() {
+        let rows = rows();
+        let packed = rmp_serde::to_vec(&rows).unwrap();
+        assert_eq!(decode_rows(&packed).unwrap(), rows);
+        let first_format = serde_json::to_vec(&rows).unwrap();
+        assert_eq!(decode_rows(&first_format).unwrap(), rows);
+    }
+
+    #[test]
+    fn damaged_rows_are_an_error() {
+        let packed = rmp_serde::to_vec(&rows()).unwrap();
+        for bad in [&packed[..packed.len() / 2], b"[{\"a\": ", b"\xc1", b""] {
+            let err = decode_rows(bad).unwrap_err();
+            assert!(err.message().contains("rows"), "{err}");
+        }
+    }
 }

@@ -16,7 +16,7 @@
 //! | `COLUMN` | tag, team, type, property (2), block (4) | 1,024 target ordinals + 1 (see `column`) |
 //! | `GRANT` | tag, team, type, ordinal (4) | the record's grant (see `grant`) |
 //! | `JOB` | tag, team, job id (16) | an import job: owner, counters, status (see `import`) |
-//! | `JOB_ROWS` | tag, team, job id, chunk (4) | the chunk's rows, JSON, until applied |
+//! | `JOB_ROWS` | tag, team, job id, chunk (4) | the chunk's rows, MessagePack (JSON in the first format), until applied |
 //! | `JOB_RESULTS` | tag, team, job id, chunk (4) | the chunk's per-row results |
 //!
 //! Bitmap names: `[0]` live records, `[1]` the trash, and for the live records holding one

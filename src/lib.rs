@@ -105,6 +105,12 @@ pub mod fuzzing {
         }
     }
 
+    /// Decodes arbitrary bytes as the stored rows of an import chunk; returns whether they
+    /// decoded.
+    pub fn decode_job_rows(bytes: &[u8]) -> bool {
+        crate::import::decode_rows(bytes).is_ok()
+    }
+
     /// Parses arbitrary JSON as a deal filter against the default catalogs; returns whether
     /// it parsed.
     pub fn parse_filter(filter: &serde_json::Value) -> bool {

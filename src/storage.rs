@@ -12,7 +12,8 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -24,6 +25,7 @@ pub use redb::StorageBackend;
 use crate::error::{Error, Result};
 
 mod journal;
+mod pipeline;
 pub(crate) use journal::replay_check;
 pub use journal::Journaled;
 
@@ -40,6 +42,16 @@ pub enum Durability {
     /// commit. `Database::sync` or any `Immediate` commit makes them durable; a clean close
     /// keeps them.
     Eventual,
+}
+
+impl Durability {
+    /// redb's durability of a commit made with this one.
+    fn redb(self) -> redb::Durability {
+        match self {
+            Durability::Immediate => redb::Durability::Immediate,
+            Durability::Eventual => redb::Durability::None,
+        }
+    }
 }
 
 /// Where the bytes of the file go.
@@ -63,6 +75,13 @@ pub(crate) struct Store {
     /// Set when a write failed in storage (an I/O error, most likely): what the file holds
     /// after that is only known once it is reopened, so every later write is refused.
     failed: AtomicBool,
+    /// Held by the one writer at a time. redb serializes its write transactions too, but a
+    /// pipeline (see [`Store::write_pipelined`]) builds each transaction on the one before
+    /// it while that one commits, so nobody else may write between them.
+    writers: parking_lot::Mutex<()>,
+    /// How many writers wait for `writers`: a pipeline hands the turn over between its
+    /// transactions when one does.
+    waiting: AtomicUsize,
 }
 
 fn internal(context: &str, err: impl std::fmt::Display) -> Error {
@@ -156,7 +175,28 @@ impl Store {
         Ok(Store {
             db,
             failed: AtomicBool::new(false),
+            writers: parking_lot::Mutex::new(()),
+            waiting: AtomicUsize::new(0),
         })
+    }
+
+    /// Waits for the writers' turn and returns it (held until dropped).
+    fn writers_turn(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let turn = self.writers.lock();
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        turn
+    }
+
+    /// Fails if an earlier write failed in storage.
+    fn refuse_if_failed(&self) -> Result<()> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(Error::Internal(
+                "storage: an earlier write failed in storage; reopen the database before writing"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Marks the store failed and passes the error on.
@@ -205,32 +245,19 @@ impl Store {
         durability: Durability,
         body: impl FnOnce(&mut Writer<'_>) -> Result<R>,
     ) -> Result<R> {
-        if self.failed.load(Ordering::SeqCst) {
-            return Err(Error::Internal(
-                "storage: an earlier write failed in storage; reopen the database before writing"
-                    .into(),
-            ));
-        }
+        let _turn = self.writers_turn();
+        self.refuse_if_failed()?;
         let mut txn = self
             .db
             .begin_write()
             .map_err(|e| self.fail(internal("begin write", e)))?;
-        let level = match durability {
-            Durability::Immediate => redb::Durability::Immediate,
-            Durability::Eventual => redb::Durability::None,
-        };
-        txn.set_durability(level)
+        txn.set_durability(durability.redb())
             .map_err(|e| internal("set durability", e))?;
         let (outcome, storage_failed) = {
             let table = txn
                 .open_table(TABLE)
                 .map_err(|e| self.fail(internal("open table", e)))?;
-            let mut writer = Writer {
-                table,
-                pending: BTreeMap::new(),
-                pending_bytes: 0,
-                storage_failed: false,
-            };
+            let mut writer = Writer::over(Base::Table(table), Arc::default());
             let outcome = body(&mut writer).and_then(|value| writer.flush().map(|()| value));
             (outcome, writer.storage_failed)
         };
@@ -248,6 +275,7 @@ impl Store {
 
     /// Page-level statistics of the file: what is data, what is free.
     pub fn stats(&self) -> Result<StorageStats> {
+        let _turn = self.writers_turn();
         let txn = self
             .db
             .begin_write()
@@ -410,13 +438,31 @@ impl Kv for Reader {
 /// order. Keys written with [`Writer::put_new`] (new records and ordinals: ids only grow, so
 /// they land together at the end of their range) go in through one redb cursor per run,
 /// which packs them into full leaves instead of splitting a leaf in half at every insert.
+///
+/// A writer of a pipeline (see [`Store::write_pipelined`]) has no redb table yet: it reads a
+/// snapshot with the writes of the transaction before it (still committing) laid over it,
+/// and holds all of its own until it is committed in turn.
 pub(crate) struct Writer<'txn> {
-    table: redb::Table<'txn, &'static [u8], &'static [u8]>,
-    pending: BTreeMap<Vec<u8>, Held>,
+    base: Base<'txn>,
+    /// The writes of the pipeline's transaction before this one, not yet committed (empty
+    /// outside a pipeline): read through, under this writer's own.
+    below: Arc<HeldWrites>,
+    pending: HeldWrites,
     pending_bytes: usize,
     /// Whether applying held writes to redb failed (the store is then marked failed).
     storage_failed: bool,
 }
+
+/// Where a writer reads what it does not hold.
+enum Base<'txn> {
+    /// The write transaction's table, which the held writes are applied to.
+    Table(redb::Table<'txn, &'static [u8], &'static [u8]>),
+    /// A read snapshot; the held writes are committed later by the pipeline.
+    Snapshot(redb::ReadOnlyTable<&'static [u8], &'static [u8]>),
+}
+
+/// Writes held in key order.
+type HeldWrites = BTreeMap<Vec<u8>, Held>;
 
 /// A write held until the flush.
 enum Held {
@@ -440,7 +486,17 @@ impl Held {
 /// Held writes past this many bytes are applied early (still inside the transaction).
 const FLUSH_BYTES: usize = 64 << 20;
 
-impl Writer<'_> {
+impl<'txn> Writer<'txn> {
+    fn over(base: Base<'txn>, below: Arc<HeldWrites>) -> Writer<'txn> {
+        Writer {
+            base,
+            below,
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
+            storage_failed: false,
+        }
+    }
+
     /// Stores `value` under `key`, replacing what was there.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.hold(key, Held::Put(value.to_vec()))
@@ -449,9 +505,10 @@ impl Writer<'_> {
     /// Stores `value` under `key`, which the caller knows holds nothing yet (a fresh id).
     /// The flush fails with `internal` if the key turns out to exist.
     pub fn put_new(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        let held = match self.pending.get(key) {
-            Some(_) => Held::Put(value.to_vec()),
-            None => Held::New(value.to_vec()),
+        let held = if self.pending.contains_key(key) || self.below.contains_key(key) {
+            Held::Put(value.to_vec())
+        } else {
+            Held::New(value.to_vec())
         };
         self.hold(key, held)
     }
@@ -481,79 +538,97 @@ impl Writer<'_> {
     }
 
     /// Applies the held writes to redb in key order; a failure marks the transaction's
-    /// storage failed.
+    /// storage failed. A pipeline's writer keeps holding them (its transaction is committed
+    /// later, by the pipeline).
     pub fn flush(&mut self) -> Result<()> {
-        let applied = self.apply_held();
+        let Base::Table(table) = &mut self.base else {
+            return Ok(());
+        };
+        let held = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let applied = apply_writes(table, &held);
         self.storage_failed |= applied.is_err();
         applied
     }
 
-    fn apply_held(&mut self) -> Result<()> {
-        let mut held = std::mem::take(&mut self.pending).into_iter().peekable();
-        self.pending_bytes = 0;
-        while let Some((key, write)) = held.next() {
-            match write {
-                Held::Put(value) => {
-                    self.table
-                        .insert(key.as_slice(), value.as_slice())
-                        .map_err(|e| internal("insert", e))?;
-                }
-                Held::Delete => {
-                    self.table
-                        .remove(key.as_slice())
-                        .map_err(|e| internal("remove", e))?;
-                }
-                Held::New(value) => {
-                    let mut run = vec![(key, value)];
-                    while let Some((_, Held::New(_))) = held.peek() {
-                        if let Some((k, Held::New(v))) = held.next() {
-                            run.push((k, v));
-                        }
-                    }
-                    self.insert_run(run)?;
-                }
-            }
-        }
-        Ok(())
+    /// The writes this writer holds, for the pipeline to commit.
+    fn into_held(self) -> HeldWrites {
+        self.pending
     }
+}
 
-    /// Inserts new keys, ascending, through a cursor; moves the cursor only when the next
-    /// key belongs to another gap of the tree.
-    fn insert_run(&mut self, run: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-        let mut entries = run.into_iter().peekable();
-        while let Some((first, _)) = entries.peek() {
-            let mut cursor = self
-                .table
-                .lower_bound_mut(Bound::Included(first.as_slice()))
-                .map_err(|e| internal("seek", e))?;
-            let mut inserted = 0;
-            while let Some((key, value)) = entries.peek() {
-                match cursor.insert_before(key.as_slice(), value.as_slice()) {
-                    Ok(()) => {
-                        inserted += 1;
-                        entries.next();
-                    }
-                    Err(redb::CursorError::UnorderedKey) if inserted > 0 => break,
-                    Err(redb::CursorError::UnorderedKey) => {
-                        return Err(Error::Internal(format!(
-                            "storage: a new key is already stored ({} bytes)",
-                            key.len()
-                        )))
-                    }
-                    Err(e) => return Err(internal("ordered insert", e)),
-                }
+/// Applies `writes` to `table` in key order; runs of new keys go in through a cursor.
+fn apply_writes(
+    table: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+    writes: &HeldWrites,
+) -> Result<()> {
+    let mut held = writes.iter().peekable();
+    while let Some((key, write)) = held.next() {
+        match write {
+            Held::Put(value) => {
+                table
+                    .insert(key.as_slice(), value.as_slice())
+                    .map_err(|e| internal("insert", e))?;
             }
-            cursor.close().map_err(|e| internal("close cursor", e))?;
+            Held::Delete => {
+                table
+                    .remove(key.as_slice())
+                    .map_err(|e| internal("remove", e))?;
+            }
+            Held::New(value) => {
+                let mut run = vec![(key.as_slice(), value.as_slice())];
+                while let Some((k, Held::New(v))) = held.peek() {
+                    run.push((k.as_slice(), v.as_slice()));
+                    held.next();
+                }
+                insert_run(table, run)?;
+            }
         }
-        Ok(())
     }
+    Ok(())
+}
+
+/// Inserts new keys, ascending, through a cursor; moves the cursor only when the next key
+/// belongs to another gap of the tree.
+fn insert_run(
+    table: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+    run: Vec<(&[u8], &[u8])>,
+) -> Result<()> {
+    let mut entries = run.into_iter().peekable();
+    while let Some((first, _)) = entries.peek() {
+        let mut cursor = table
+            .lower_bound_mut(Bound::Included(*first))
+            .map_err(|e| internal("seek", e))?;
+        let mut inserted = 0;
+        while let Some((key, value)) = entries.peek() {
+            match cursor.insert_before(key, value) {
+                Ok(()) => {
+                    inserted += 1;
+                    entries.next();
+                }
+                Err(redb::CursorError::UnorderedKey) if inserted > 0 => break,
+                Err(redb::CursorError::UnorderedKey) => {
+                    return Err(Error::Internal(format!(
+                        "storage: a new key is already stored ({} bytes)",
+                        key.len()
+                    )))
+                }
+                Err(e) => return Err(internal("ordered insert", e)),
+            }
+        }
+        cursor.close().map_err(|e| internal("close cursor", e))?;
+    }
+    Ok(())
 }
 
 impl Kv for Writer<'_> {
     fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
-        match self.pending.get(key) {
+        match self.pending.get(key).or_else(|| self.below.get(key)) {
             Some(held) => Ok(held.value().map(f)),
-            None => get_in(&self.table, key, f),
+            None => match &self.base {
+                Base::Table(table) => get_in(table, key, f),
+                Base::Snapshot(table) => get_in(table, key, f),
+            },
         }
     }
 
@@ -564,21 +639,91 @@ impl Kv for Writer<'_> {
         reverse: bool,
         f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
-        if self.pending.is_empty() {
-            return scan_in(&self.table, start, end, reverse, f);
+        match &self.base {
+            Base::Table(table) => self.scan_over(table, start, end, reverse, f),
+            Base::Snapshot(table) => self.scan_over(table, start, end, reverse, f),
+        }
+    }
+}
+
+impl Writer<'_> {
+    /// Scans the held writes (this writer's over those below it) laid over `table`.
+    fn scan_over<T: ReadableTable<&'static [u8], &'static [u8]>>(
+        &self,
+        table: &T,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        reverse: bool,
+        f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        if self.pending.is_empty() && self.below.is_empty() {
+            return scan_in(table, start, end, reverse, f);
         }
         guarded("range", || {
-            let held = self.pending.range::<[u8], _>((start, end));
-            let stored = self
-                .table
+            let own = self.pending.range::<[u8], _>((start, end));
+            let below = self.below.range::<[u8], _>((start, end));
+            let stored = table
                 .range::<&[u8]>((start, end))
                 .map_err(|e| internal("range", e))?;
             if reverse {
-                merge(held.rev(), stored.rev(), true, f)
+                let held = HeldUnion::new(own.rev(), below.rev(), true);
+                merge(held, stored.rev(), true, f)
             } else {
-                merge(held, stored, false, f)
+                merge(HeldUnion::new(own, below, false), stored, false, f)
             }
         })
+    }
+}
+
+/// Two runs of held writes as one, in key order (descending if `reverse`); where both hold
+/// a key, the upper one's write wins.
+struct HeldUnion<'h, U, L>
+where
+    U: Iterator<Item = (&'h Vec<u8>, &'h Held)>,
+    L: Iterator<Item = (&'h Vec<u8>, &'h Held)>,
+{
+    upper: std::iter::Peekable<U>,
+    lower: std::iter::Peekable<L>,
+    reverse: bool,
+}
+
+impl<'h, U, L> HeldUnion<'h, U, L>
+where
+    U: Iterator<Item = (&'h Vec<u8>, &'h Held)>,
+    L: Iterator<Item = (&'h Vec<u8>, &'h Held)>,
+{
+    fn new(upper: U, lower: L, reverse: bool) -> Self {
+        HeldUnion {
+            upper: upper.peekable(),
+            lower: lower.peekable(),
+            reverse,
+        }
+    }
+}
+
+impl<'h, U, L> Iterator for HeldUnion<'h, U, L>
+where
+    U: Iterator<Item = (&'h Vec<u8>, &'h Held)>,
+    L: Iterator<Item = (&'h Vec<u8>, &'h Held)>,
+{
+    type Item = (&'h Vec<u8>, &'h Held);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let take_upper = match (self.upper.peek(), self.lower.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some((u, _)), Some((l, _))) if u == l => {
+                self.lower.next();
+                true
+            }
+            (Some((u, _)), Some((l, _))) => (u < l) != self.reverse,
+        };
+        if take_upper {
+            self.upper.next()
+        } else {
+            self.lower.next()
+        }
     }
 }
 

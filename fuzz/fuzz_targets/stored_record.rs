@@ -1,9 +1,10 @@
-//! Any bytes where a stored record or grant should be decode to one or to an error; never
-//! a panic.
+//! Any bytes where a stored record, grant or import chunk's rows should be decode to one
+//! or to an error; never a panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = prismdb::fuzzing::decode_record(data);
     let _ = prismdb::fuzzing::decode_grant(data);
+    let _ = prismdb::fuzzing::decode_job_rows(data);
 });
