@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, ScopedJoinHandle};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
@@ -157,7 +157,9 @@ impl Core {
 
     /// Applies the chunks of one job until it ends or the worker is told to stop, each
     /// chunk in its own transaction, pipelined: a chunk commits while the next is applied
-    /// (see `Store::write_pipelined`). Reports progress after each chunk's commit.
+    /// (see `Store::write_pipelined`), and a third, scoped thread reads and decodes the
+    /// rows of the chunk after the one being applied. Reports progress after each chunk's
+    /// commit.
     fn run_job(
         &self,
         team: Uuid,
@@ -167,26 +169,46 @@ impl Core {
     ) -> JobRun {
         let mut chunks = 0;
         let system = Principal::system(team);
-        let outcome = self.store.write_pipelined(
-            self.options.durability,
-            |writer| {
-                let mut tx = Tx::new(writer, &self.shared);
-                let more = import::run_chunk(&mut tx, team, number, job_id)?;
-                records::fold_grams(&mut tx)?;
-                let new_teams = tx.finish()?;
-                debug_assert!(new_teams.is_empty(), "a stored job's team is numbered");
-                Ok(more && !self.signal.stopped())
-            },
-            || {
-                chunks += 1;
-                if let Some(progress) = progress.as_mut() {
-                    progress(&import::status(&self.view()?, &system, job_id)?);
-                }
-                Ok(())
-            },
-        );
+        let outcome = std::thread::scope(|scope| {
+            let mut reading: Option<(u32, ScopedJoinHandle<'_, Result<Option<import::Rows>>>)> =
+                None;
+            self.store.write_pipelined(
+                self.options.durability,
+                |writer| {
+                    let mut tx = Tx::new(writer, &self.shared);
+                    let ahead = reading
+                        .take()
+                        .and_then(|(read, rows)| Some((read, rows_read(rows)?)));
+                    if let Some(chunk) = import::next_chunk(tx.kv(), number, job_id)? {
+                        let next = chunk + 1;
+                        let read = scope.spawn(move || {
+                            import::stored_rows(&self.store.read()?, number, job_id, next)
+                        });
+                        reading = Some((next, read));
+                    }
+                    let more = import::run_chunk(&mut tx, team, number, job_id, ahead)?;
+                    records::fold_grams(&mut tx)?;
+                    let new_teams = tx.finish()?;
+                    debug_assert!(new_teams.is_empty(), "a stored job's team is numbered");
+                    Ok(more && !self.signal.stopped())
+                },
+                || {
+                    chunks += 1;
+                    if let Some(progress) = progress.as_mut() {
+                        progress(&import::status(&self.view()?, &system, job_id)?);
+                    }
+                    Ok(())
+                },
+            )
+        });
         JobRun { chunks, outcome }
     }
+}
+
+/// The rows a reading thread read, if they were stored and read. When not, the chunk
+/// reads them itself (and fails its job if they are missing or damaged).
+fn rows_read(reading: ScopedJoinHandle<'_, Result<Option<import::Rows>>>) -> Option<import::Rows> {
+    reading.join().ok()?.ok()?
 }
 
 /// What [`Core::run_job`] did: the chunks it committed and how it ended.
@@ -423,7 +445,7 @@ impl Database {
         let (job_id, sync) = self.write_one(|tx| {
             let (job_id, number, sync) = import::start(tx, principal, ty, request)?;
             if sync {
-                while import::run_chunk(tx, principal.team, number, job_id)? {}
+                while import::run_chunk(tx, principal.team, number, job_id, None)? {}
             }
             Ok((job_id, sync))
         })?;

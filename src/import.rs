@@ -347,14 +347,45 @@ pub(crate) fn start(
     Ok((job_id, scope.team, sync))
 }
 
-/// Applies the next chunk of job `job_id` of team `team` (number `number`), if it is still processing:
-/// the rows, their results and the job's counters, all in this transaction. Returns
-/// whether rows remain.
+/// The rows of a stored job's chunk, decoded, while the job runs.
+pub(crate) type Rows = Vec<Map<String, Value>>;
+
+/// The number of the chunk job `job_id` (of team number `number`) applies next, if it is
+/// still processing.
+pub(crate) fn next_chunk(kv: &impl Kv, number: u32, job_id: Uuid) -> Result<Option<u32>> {
+    let job = kv
+        .get_with(&job_key(number, job_id), decode::<StoredJob>)?
+        .transpose()?;
+    job.filter(|job| job.status == JobStatus::Processing)
+        .map(|job| chunk_at(&job))
+        .transpose()
+}
+
+fn chunk_at(job: &StoredJob) -> Result<u32> {
+    u32::try_from(job.processed / CHUNK_ROWS as u64).map_err(|_| damaged("chunk"))
+}
+
+/// The stored rows of chunk `chunk` of job `job_id` (of team number `number`), if stored.
+pub(crate) fn stored_rows(
+    kv: &impl Kv,
+    number: u32,
+    job_id: Uuid,
+    chunk: u32,
+) -> Result<Option<Rows>> {
+    let key = part_key(keys::JOB_ROWS, number, job_id, chunk);
+    kv.get_with(&key, decode_rows)?.transpose()
+}
+
+/// Applies the next chunk of job `job_id` of team `team` (number `number`), if it is still
+/// processing: the rows, their results and the job's counters, all in this transaction.
+/// `ahead` may hold the chunk's rows, read beforehand (with the chunk's number); they are
+/// read here otherwise. Returns whether rows remain.
 pub(crate) fn run_chunk(
     tx: &mut Tx<'_, '_>,
     team: Uuid,
     number: u32,
     job_id: Uuid,
+    ahead: Option<(u32, Rows)>,
 ) -> Result<bool> {
     let key = job_key(number, job_id);
     let Some(mut job) = tx.kv().get_with(&key, decode::<StoredJob>)?.transpose()? else {
@@ -363,9 +394,13 @@ pub(crate) fn run_chunk(
     if job.status != JobStatus::Processing {
         return Ok(false);
     }
-    let chunk = u32::try_from(job.processed / CHUNK_ROWS as u64).map_err(|_| damaged("chunk"))?;
+    let chunk = chunk_at(&job)?;
     let rows_key = part_key(keys::JOB_ROWS, number, job_id, chunk);
-    let Some(rows) = tx.kv().get_with(&rows_key, decode_rows)?.transpose()? else {
+    let rows = match ahead {
+        Some((read, rows)) if read == chunk => Some(rows),
+        _ => stored_rows(tx.kv(), number, job_id, chunk)?,
+    };
+    let Some(rows) = rows else {
         job.error = Some(format!("the rows of chunk {chunk} are missing"));
         job.finish(tx.now, JobStatus::Failed);
         tx.writer().put(&key, &encode(&job)?)?;
