@@ -12,8 +12,6 @@
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 
-use hashbrown::HashMap;
-
 use roaring::RoaringBitmap;
 
 use crate::error::Result;
@@ -409,6 +407,28 @@ fn read_chunk(kv: &impl Kv, prefix: &[u8], chunk: u32) -> Result<Chunk> {
         .unwrap_or_default())
 }
 
+/// The changes of `logged` grouped by bitmap number (of `bitmaps`), each group in the
+/// order made: returns where each number's group starts (and the end, last) and the
+/// groups' (ordinal, set) changes. A counting sort: sorting the whole log was a twentieth
+/// of a bulk load's instructions.
+fn group_by_bitmap(logged: &[(u32, u32, bool)], bitmaps: usize) -> (Vec<usize>, Vec<(u32, bool)>) {
+    let mut starts = vec![0; bitmaps + 1];
+    for &(number, _, _) in logged {
+        starts[number as usize + 1] += 1;
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut next = starts.clone();
+    let mut grouped = vec![(0, false); logged.len()];
+    for &(number, ord, on) in logged {
+        let at = &mut next[number as usize];
+        grouped[*at] = (ord, on);
+        *at += 1;
+    }
+    (starts, grouped)
+}
+
 /// Byte strings numbered in the order first seen. Each is stored once: the table holds the
 /// numbers and compares through `names` (a map from strings to numbers beside the list
 /// stored each string twice: two allocations per new bitmap, and a batch of 10,000
@@ -466,17 +486,18 @@ impl Interner {
 /// once, in key order. Setting ~30 bits per new record straight into ~35,000 held bitmaps,
 /// with a storage read at each first touch, was cache-miss bound and a fifth of a bulk load.
 ///
-/// Held chunks are kept per bitmap (keyed by its key prefix: scope and name), by chunk
-/// number, in hashbrown maps (foldhash: the keys are ours, not an attacker's; `entry_ref`
-/// copies a key only when it is new).
+/// Held chunks are kept per bitmap (by its interned number), by chunk number. Keyed by the
+/// bitmap's key prefix in a hash map, they cost a hash and a probe into a table of ~100,000
+/// bitmaps (most of them one value of a unique property) per bitmap at each settle: a
+/// third of the settle's time in a bulk load.
 #[derive(Default)]
 pub(crate) struct BitmapBuffer {
-    dirty: HashMap<Vec<u8>, BTreeMap<u32, Chunk>>,
+    /// Held chunks, by bitmap number (an empty map where none are held).
+    dirty: Vec<BTreeMap<u32, Chunk>>,
     /// The key prefixes of logged bitmaps, numbered.
     numbers: Interner,
-    /// Bit changes not yet folded in: (bitmap number << 32 | ordinal, sequence number << 1
-    /// | 1 for a set, 0 for a clear). Sorted, the last change of each bit is its state.
-    logged: Vec<(u64, u32)>,
+    /// Bit changes not yet folded in, in the order made: (bitmap number, ordinal, set).
+    logged: Vec<(u32, u32, bool)>,
     /// Chunks of logged bits that may hold stored bits: bitmap number << 32 | chunk.
     stale: Vec<u64>,
     /// Per bitmap number, whether `logged` holds bits of it.
@@ -493,31 +514,33 @@ impl BitmapBuffer {
             return Ok(());
         }
         self.read_stale(kv)?;
-        self.logged.sort_unstable();
+        let (starts, mut grouped) = group_by_bitmap(&self.logged, self.dirty.len());
         let (mut sets, mut clears) = (Vec::new(), Vec::new());
-        let mut rest = self.logged.as_slice();
-        while let Some(&(first, _)) = rest.first() {
-            let number = first >> 32;
-            let ends = rest.partition_point(|(bit, _)| bit >> 32 == number);
-            let name = self.numbers.name(number as u32);
-            let chunks = self.dirty.entry_ref(name).or_default();
-            let same_chunk =
-                |a: &(u64, u32), b: &(u64, u32)| chunk_of(a.0 as u32) == chunk_of(b.0 as u32);
-            for run in rest[..ends].chunk_by(same_chunk) {
+        for (number, bounds) in starts.windows(2).enumerate() {
+            let changes = &mut grouped[bounds[0]..bounds[1]];
+            if changes.is_empty() {
+                continue;
+            }
+            if !changes.is_sorted_by(|a, b| a.0 < b.0) {
+                // Stable: the changes of one bit stay in the order made.
+                changes.sort_by_key(|(ord, _)| *ord);
+            }
+            let chunks = &mut self.dirty[number];
+            for run in changes.chunk_by(|a, b| chunk_of(a.0) == chunk_of(b.0)) {
                 sets.clear();
                 clears.clear();
-                for changes in run.chunk_by(|a, b| a.0 == b.0) {
-                    let (bit, change) = changes[changes.len() - 1];
-                    let offset = (bit as u32 & OFFSET_MASK) as u16;
-                    match change & 1 {
-                        1 => sets.push(offset),
-                        _ => clears.push(offset),
+                for same_bit in run.chunk_by(|a, b| a.0 == b.0) {
+                    let (ord, on) = same_bit[same_bit.len() - 1];
+                    let offset = (ord & OFFSET_MASK) as u16;
+                    if on {
+                        sets.push(offset);
+                    } else {
+                        clears.push(offset);
                     }
                 }
-                let held = chunks.entry(chunk_of(run[0].0 as u32)).or_default();
+                let held = chunks.entry(chunk_of(run[0].0)).or_default();
                 held.apply(&sets, &clears);
             }
-            rest = &rest[ends..];
         }
         self.logged.clear();
         self.unsettled.iter_mut().for_each(|flag| *flag = false);
@@ -526,26 +549,19 @@ impl BitmapBuffer {
 
     /// Reads into the held chunks every stale chunk not held yet, in key order.
     fn read_stale(&mut self, kv: &impl Kv) -> Result<()> {
-        let mut wanted: Vec<(&[u8], u32)> = Vec::new();
+        let mut wanted: Vec<(&[u8], u32, u32)> = Vec::new();
         for stale in &self.stale {
-            let name = self.numbers.name((stale >> 32) as u32);
+            let number = (stale >> 32) as u32;
             let chunk = *stale as u32;
-            if !self
-                .dirty
-                .get(name)
-                .is_some_and(|held| held.contains_key(&chunk))
-            {
-                wanted.push((name, chunk));
+            if !self.dirty[number as usize].contains_key(&chunk) {
+                wanted.push((self.numbers.name(number), chunk, number));
             }
         }
         wanted.sort_unstable();
         wanted.dedup();
-        for (name, chunk) in wanted {
+        for (name, chunk, number) in wanted {
             let stored = read_chunk(kv, name, chunk)?;
-            self.dirty
-                .entry_ref(name)
-                .or_default()
-                .insert(chunk, stored);
+            self.dirty[number as usize].insert(chunk, stored);
         }
         self.stale.clear();
         Ok(())
@@ -569,6 +585,7 @@ impl BitmapBuffer {
         let number = self.numbers.intern(&self.prefix);
         if number as usize == self.unsettled.len() {
             self.unsettled.push(false);
+            self.dirty.push(BTreeMap::new());
         }
         number
     }
@@ -581,9 +598,7 @@ impl BitmapBuffer {
         self.set_prefix(scope, name);
         let number = self.number();
         self.unsettled[number as usize] = true;
-        let sequence = (self.logged.len() as u32) << 1 | u32::from(on);
-        self.logged
-            .push((u64::from(number) << 32 | u64::from(ord), sequence));
+        self.logged.push((number, ord, on));
         if !fresh {
             self.stale
                 .push(u64::from(number) << 32 | u64::from(chunk_of(ord)));
@@ -597,7 +612,8 @@ impl BitmapBuffer {
             self.settle(kv)?;
         }
         let mut full = read(kv, scope, name)?;
-        for (number, chunk) in self.dirty.get(&prefix).into_iter().flatten() {
+        let held = self.numbers.get(&prefix).map(|n| &self.dirty[n as usize]);
+        for (number, chunk) in held.into_iter().flatten() {
             let base = number << CHUNK_BITS;
             full.remove_range(base..=(base | OFFSET_MASK));
             full |= chunk.to_bitmap(base);
@@ -614,7 +630,11 @@ impl BitmapBuffer {
     ) -> Result<()> {
         self.settle(writer)?;
         let prefix = scope.bitmap_prefix(name_prefix);
-        self.dirty.retain(|key, _| !key.starts_with(&prefix));
+        for (number, held) in self.dirty.iter_mut().enumerate() {
+            if self.numbers.name(number as u32).starts_with(&prefix) {
+                held.clear();
+            }
+        }
         writer.delete_prefix(&prefix)
     }
 
@@ -622,15 +642,21 @@ impl BitmapBuffer {
     /// buffer.
     pub fn flush(&mut self, writer: &mut Writer<'_>) -> Result<()> {
         self.settle(writer)?;
-        let mut held: Vec<_> = std::mem::take(&mut self.dirty).into_iter().collect();
-        held.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut held: Vec<(&[u8], BTreeMap<u32, Chunk>)> = self
+            .dirty
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, chunks)| !chunks.is_empty())
+            .map(|(n, chunks)| (self.numbers.name(n as u32), std::mem::take(chunks)))
+            .collect();
+        held.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (prefix, chunks) in held {
             for (number, chunk) in chunks {
-                let key = chunk_key(&prefix, number);
+                let key = chunk_key(prefix, number);
                 if chunk.is_empty() {
                     writer.delete(&key)?;
                 } else {
-                    writer.put(&key, &chunk.encode())?;
+                    writer.put_owned(key, chunk.encode())?;
                 }
             }
         }

@@ -333,9 +333,9 @@ pub(crate) fn start(
     for (i, rows) in request.rows.chunks(CHUNK_ROWS).enumerate() {
         let bytes = rmp_serde::to_vec(rows)
             .map_err(|e| Error::Internal(format!("cannot encode import rows: {e}")))?;
-        tx.writer().put(
-            &part_key(keys::JOB_ROWS, scope.team, job_id, i as u32),
-            &bytes,
+        tx.writer().put_owned(
+            part_key(keys::JOB_ROWS, scope.team, job_id, i as u32),
+            bytes,
         )?;
     }
     let mut job = job;

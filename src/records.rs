@@ -706,9 +706,9 @@ fn insert_new(
     counters.last_id = id;
     counters.live += 1;
     let bytes = encode_record(&record)?;
-    tx.writer().put_new(&scope.record(id), &bytes)?;
+    tx.writer().put_new(scope.record(id), bytes)?;
     tx.writer()
-        .put_new(&scope.ord(record.ord), &id.to_be_bytes())?;
+        .put_new(scope.ord(record.ord), id.to_be_bytes().to_vec())?;
     link(tx, scope, catalog, &record, true)?;
     if let Some(grant) = grant {
         access::write_grant(tx, scope, record.ord, grant)?;

@@ -499,23 +499,28 @@ impl<'txn> Writer<'txn> {
 
     /// Stores `value` under `key`, replacing what was there.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.hold(key, Held::Put(value.to_vec()))
+        self.hold(key.to_vec(), Held::Put(value.to_vec()))
+    }
+
+    /// [`Writer::put`] of a key and value the caller hands over (no copies).
+    pub fn put_owned(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.hold(key, Held::Put(value))
     }
 
     /// Stores `value` under `key`, which the caller knows holds nothing yet (a fresh id).
     /// The flush fails with `internal` if the key turns out to exist.
-    pub fn put_new(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        let held = if self.pending.contains_key(key) || self.below.contains_key(key) {
-            Held::Put(value.to_vec())
+    pub fn put_new(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        let held = if self.pending.contains_key(&key) || self.below.contains_key(&key) {
+            Held::Put(value)
         } else {
-            Held::New(value.to_vec())
+            Held::New(value)
         };
         self.hold(key, held)
     }
 
     /// Removes `key` if present.
     pub fn delete(&mut self, key: &[u8]) -> Result<()> {
-        self.hold(key, Held::Delete)
+        self.hold(key.to_vec(), Held::Delete)
     }
 
     /// Deletes every key that starts with `prefix` (stored or held).
@@ -528,9 +533,9 @@ impl<'txn> Writer<'txn> {
         doomed.iter().try_for_each(|key| self.delete(key))
     }
 
-    fn hold(&mut self, key: &[u8], held: Held) -> Result<()> {
+    fn hold(&mut self, key: Vec<u8>, held: Held) -> Result<()> {
         self.pending_bytes += key.len() + held.value().map_or(0, <[u8]>::len) + 32;
-        self.pending.insert(key.to_vec(), held);
+        self.pending.insert(key, held);
         if self.pending_bytes > FLUSH_BYTES {
             self.flush()?;
         }
@@ -873,7 +878,7 @@ mod tests {
                                 model.insert(key(*k), vec![*v]);
                             }
                             Op::PutNew(k, v) if !model.contains_key(&key(*k)) => {
-                                w.put_new(&key(*k), &[*v])?;
+                                w.put_new(key(*k), vec![*v])?;
                                 model.insert(key(*k), vec![*v]);
                             }
                             Op::PutNew(..) => {}

@@ -223,7 +223,7 @@ mod tests {
                     k
                 }
                 Op::PutNew(k, v) if !model.contains_key(&key(k)) => {
-                    writer.put_new(&key(k), &[v]).unwrap();
+                    writer.put_new(key(k), vec![v]).unwrap();
                     model.insert(key(k), vec![v]);
                     k
                 }
@@ -351,7 +351,7 @@ mod tests {
                 bump(writer);
                 if steps == 2 {
                     // A put_new of a stored key fails only when applied to redb.
-                    writer.put_new(b"m", b"")?;
+                    writer.put_new(b"m".to_vec(), Vec::new())?;
                 }
                 Ok(steps < 4)
             },
