@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::bulk::{self, BulkResponse, BulkUpdateItem};
 use crate::error::{Error, Result};
 use crate::grant::Grant;
-use crate::import::{self, ImportJob, ImportRequest};
+use crate::import::{self, ImportJob, ImportProgress, ImportRequest};
 use crate::integrity::{self, IntegrityReport};
 use crate::keys;
 use crate::model::{ObjectType, Principal};
@@ -135,7 +135,10 @@ impl Core {
     /// See [`Database::run_import_jobs`]; stops early when the worker is told to stop.
     /// The worker passes no `progress`, so it does not read back each job's snapshot (all
     /// of its results so far) after every chunk.
-    fn run_import_jobs(&self, mut progress: Option<&mut dyn FnMut(&ImportJob)>) -> Result<u64> {
+    fn run_import_jobs(
+        &self,
+        mut progress: Option<&mut dyn FnMut(&ImportProgress)>,
+    ) -> Result<u64> {
         let mut chunks = 0;
         self.write_one(|tx| import::purge_expired(tx, tx.now))?;
         loop {
@@ -165,10 +168,9 @@ impl Core {
         team: Uuid,
         number: u32,
         job_id: Uuid,
-        progress: &mut Option<&mut dyn FnMut(&ImportJob)>,
+        progress: &mut Option<&mut dyn FnMut(&ImportProgress)>,
     ) -> JobRun {
         let mut chunks = 0;
-        let system = Principal::system(team);
         let outcome = std::thread::scope(|scope| {
             let mut reading: Option<(u32, ScopedJoinHandle<'_, Result<Option<import::Rows>>>)> =
                 None;
@@ -195,7 +197,9 @@ impl Core {
                 || {
                     chunks += 1;
                     if let Some(progress) = progress.as_mut() {
-                        progress(&import::status(&self.view()?, &system, job_id)?);
+                        if let Some(now) = import::progress(&self.store.read()?, number, job_id)? {
+                            progress(&now);
+                        }
                     }
                     Ok(())
                 },
@@ -463,11 +467,11 @@ impl Database {
     }
 
     /// Applies the chunks of every processing import job, one transaction per chunk, until
-    /// none is left, calling `progress` with each job's snapshot after each chunk (for a
-    /// progress bar). Also deletes jobs that expired. Returns how many chunks it applied.
+    /// none is left, calling `progress` with the job's counters after each chunk commits
+    /// (for a progress bar; `import_status` has its per-row results). Also deletes jobs that expired. Returns how many chunks it applied.
     /// A crash between chunks loses nothing: the next run resumes at the first chunk not
     /// committed.
-    pub fn run_import_jobs(&self, mut progress: impl FnMut(&ImportJob)) -> Result<u64> {
+    pub fn run_import_jobs(&self, mut progress: impl FnMut(&ImportProgress)) -> Result<u64> {
         self.core.run_import_jobs(Some(&mut progress))
     }
 

@@ -188,6 +188,25 @@ impl ImportJob {
     }
 }
 
+/// How far a job is, as [`crate::Database::run_import_jobs`] reports it after each chunk:
+/// the counters of an [`ImportJob`] without its per-row results (reading all of those back
+/// after every chunk made a long job's progress reports quadratic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportProgress {
+    /// The job's id.
+    pub job_id: Uuid,
+    /// Where it is.
+    pub status: JobStatus,
+    /// Rows in the job.
+    pub total: u64,
+    /// Rows applied or refused so far.
+    pub processed: u64,
+    /// Rows applied.
+    pub succeeded: u64,
+    /// Rows refused.
+    pub failed: u64,
+}
+
 /// A job as stored: who runs it, on what, and how far it is.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct StoredJob {
@@ -517,6 +536,21 @@ pub(crate) fn status(view: &impl View, principal: &Principal, job_id: Uuid) -> R
             .map(|at| format_rfc3339(at + JOB_RETENTION_MICROS)),
         error: job.error,
     })
+}
+
+/// The progress of job `job_id` of team number `number`, if it is stored.
+pub(crate) fn progress(kv: &impl Kv, number: u32, job_id: Uuid) -> Result<Option<ImportProgress>> {
+    let job = kv
+        .get_with(&job_key(number, job_id), decode::<StoredJob>)?
+        .transpose()?;
+    Ok(job.map(|job| ImportProgress {
+        job_id,
+        status: job.status,
+        total: job.total,
+        processed: job.processed,
+        succeeded: job.succeeded,
+        failed: job.failed,
+    }))
 }
 
 /// Every job still processing: (team uuid, team number, job id), oldest first per team.

@@ -57,8 +57,8 @@ pub use db::{Batch, Database, Options, Snapshot, FORMAT_VERSION};
 pub use error::{Error, Result};
 pub use grant::{Grant, Level};
 pub use import::{
-    ImportJob, ImportMode, ImportRequest, JobStatus, RowResult, CHUNK_ROWS as IMPORT_CHUNK_ROWS,
-    JOB_RETENTION_MICROS, SYNC_MAX_ROWS,
+    ImportJob, ImportMode, ImportProgress, ImportRequest, JobStatus, RowResult,
+    CHUNK_ROWS as IMPORT_CHUNK_ROWS, JOB_RETENTION_MICROS, SYNC_MAX_ROWS,
 };
 pub use integrity::IntegrityReport;
 pub use model::{parse_id, ObjectType, Principal, Role};

@@ -193,9 +193,25 @@ fn an_async_job_runs_in_chunks_and_reports_progress() {
     assert!(job.expires_at.is_none());
     assert_eq!(db.count(&me, C).unwrap(), 0);
     let mut seen = Vec::new();
-    let chunks = db.run_import_jobs(|j| seen.push(j.processed)).unwrap();
+    let chunks = db.run_import_jobs(|j| seen.push(*j)).unwrap();
     assert_eq!(chunks, 3);
-    assert_eq!(seen, [CHUNK as u64, 2 * CHUNK as u64, total as u64]);
+    let processed: Vec<u64> = seen.iter().map(|p| p.processed).collect();
+    assert_eq!(processed, [CHUNK as u64, 2 * CHUNK as u64, total as u64]);
+    assert!(seen
+        .iter()
+        .all(|p| p.job_id == job.job_id && p.total == total as u64));
+    assert!(seen
+        .iter()
+        .all(|p| p.succeeded == p.processed && p.failed == 0));
+    let statuses: Vec<JobStatus> = seen.iter().map(|p| p.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            JobStatus::Processing,
+            JobStatus::Processing,
+            JobStatus::Complete
+        ]
+    );
     let done = db.import_status(&me, job.job_id).unwrap();
     assert_eq!(done.status, JobStatus::Complete);
     assert_eq!((done.succeeded, done.failed), (total as u64, 0));
