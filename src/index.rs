@@ -407,7 +407,7 @@ pub(crate) fn range(
     for (bucket, from, to) in edges {
         let in_bucket = bitmap::read(kv, scope, &bucket_name(prop.pid, 1, bucket))?;
         let candidates = &in_bucket & domain;
-        if candidates.len() * 4 < in_bucket.len() {
+        if candidates.len() * EDGE_CHECK_RATIO < in_bucket.len() {
             found |= check(&candidates)?;
         } else {
             let bucket = (bucket_start(bucket), bucket_end(bucket));
@@ -416,6 +416,15 @@ pub(crate) fn range(
     }
     Ok(found & domain)
 }
+
+/// The records of a range's cut fine bucket are checked one by one only when fewer than
+/// this fraction of the bucket's records are in the domain; otherwise the bucket's values
+/// inside (or outside) the range are read. At 1,000,000 contacts a check costs ~3 µs, and
+/// reading the values of a bucket of 16,000 records ~100 µs: `status AND city IN 3 AND
+/// score >= 500` checked its ~190 candidates (~0.55 ms) at the ratio 4 it had; at this
+/// one it ran in 1.33–1.67 ms against 1.49–2.21 ms (five alternating runs each), and its
+/// first page by score in 2.81–2.95 ms against 3.27–3.37.
+const EDGE_CHECK_RATIO: u64 = 400;
 
 /// The union of fine buckets `from..=to` of `pid`, read as coarse buckets where a whole
 /// coarse bucket fits.

@@ -978,3 +978,45 @@ fn number_ranges_count_every_value_once_wherever_they_end() {
         assert_eq!(count(filter), scan, "{low} to {high}");
     }
 }
+
+/// A range cutting a fine bucket that holds many records, ANDed with a condition few of
+/// them meet: the few are checked one by one (reading the bucket's values would cost
+/// more), and count what a scan counts.
+#[test]
+fn a_cut_bucket_with_few_candidates_counts_like_a_scan() {
+    let (db, me) = setup();
+    let admin = Principal::admin(me.team, me.user);
+    db.add_property(&admin, C, &spec("score", "number", &[]))
+        .unwrap();
+    db.add_property(&admin, C, &spec("flag", "select", &["x", "y"]))
+        .unwrap();
+    // 4,000 records in one fine bucket (1,024 to 1,031); every 500th flagged x: enough
+    // that the range is read from the index, few enough to be checked there one by one.
+    let rows: Vec<(f64, &str)> = (0..4000)
+        .map(|i| {
+            (
+                f64::from(1024 + i % 8),
+                if i % 500 == 0 { "x" } else { "y" },
+            )
+        })
+        .collect();
+    db.write_batch(&admin, |batch| {
+        rows.iter().try_for_each(|(score, flag)| {
+            batch
+                .create(C, &input(json!({"score": score, "flag": flag})))
+                .map(|_| ())
+        })
+    })
+    .unwrap();
+    for at in [1024.0, 1025.0, 1027.5, 1028.0, 1031.0] {
+        let request = QueryRequest {
+            filter: Some(json!({"flag": "x", "score": {"$gte": at}})),
+            include_total: true,
+            limit: Some(1),
+            ..QueryRequest::default()
+        };
+        let total = db.query(&admin, C, &request).unwrap().total.unwrap();
+        let scan = rows.iter().filter(|(s, f)| *f == "x" && *s >= at).count() as u64;
+        assert_eq!(total, scan, ">= {at}");
+    }
+}
