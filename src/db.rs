@@ -133,8 +133,7 @@ impl Core {
     }
 
     /// See [`Database::run_import_jobs`]; stops early when the worker is told to stop.
-    /// The worker passes no `progress`, so it does not read back each job's snapshot (all
-    /// of its results so far) after every chunk.
+    /// The worker passes no `progress`.
     fn run_import_jobs(
         &self,
         mut progress: Option<&mut dyn FnMut(&ImportProgress)>,
@@ -468,8 +467,11 @@ impl Database {
 
     /// Applies the chunks of every processing import job, one transaction per chunk, until
     /// none is left, calling `progress` with the job's counters after each chunk commits
-    /// (for a progress bar; `import_status` has its per-row results). Also deletes jobs that expired. Returns how many chunks it applied.
-    /// A crash between chunks loses nothing: the next run resumes at the first chunk not
+    /// (for a progress bar; `import_status` has its per-row results). While a job runs,
+    /// scoped threads commit one chunk and read the next one's rows beside the caller's
+    /// thread, which applies a chunk; they end with the job. Also deletes jobs that
+    /// expired. Returns how many chunks it applied, or the first storage failure. A crash
+    /// between chunks loses nothing: the next run resumes at the first chunk not
     /// committed.
     pub fn run_import_jobs(&self, mut progress: impl FnMut(&ImportProgress)) -> Result<u64> {
         self.core.run_import_jobs(Some(&mut progress))

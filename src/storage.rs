@@ -82,6 +82,10 @@ pub(crate) struct Store {
     /// How many writers wait for `writers`: a pipeline hands the turn over between its
     /// transactions when one does.
     waiting: AtomicUsize,
+    /// The thread running a pipeline, while one runs: a write it makes from the pipeline's
+    /// `committed` callback (an import's progress callback) is refused, as it would wait
+    /// for the turn it holds.
+    pipeline_thread: parking_lot::Mutex<Option<std::thread::ThreadId>>,
 }
 
 fn internal(context: &str, err: impl std::fmt::Display) -> Error {
@@ -177,15 +181,24 @@ impl Store {
             failed: AtomicBool::new(false),
             writers: parking_lot::Mutex::new(()),
             waiting: AtomicUsize::new(0),
+            pipeline_thread: parking_lot::Mutex::new(None),
         })
     }
 
-    /// Waits for the writers' turn and returns it (held until dropped).
-    fn writers_turn(&self) -> parking_lot::MutexGuard<'_, ()> {
+    /// Waits for the writers' turn and returns it (held until dropped). Fails with
+    /// `conflict` on the thread running a pipeline, which holds the turn.
+    fn writers_turn(&self) -> Result<parking_lot::MutexGuard<'_, ()>> {
+        if *self.pipeline_thread.lock() == Some(std::thread::current().id()) {
+            return Err(Error::Conflict(
+                "cannot write while this thread runs an import job (from its progress \
+                 callback): the job holds the writers' turn until it ends"
+                    .into(),
+            ));
+        }
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let turn = self.writers.lock();
         self.waiting.fetch_sub(1, Ordering::SeqCst);
-        turn
+        Ok(turn)
     }
 
     /// Fails if an earlier write failed in storage.
@@ -245,7 +258,7 @@ impl Store {
         durability: Durability,
         body: impl FnOnce(&mut Writer<'_>) -> Result<R>,
     ) -> Result<R> {
-        let _turn = self.writers_turn();
+        let _turn = self.writers_turn()?;
         self.refuse_if_failed()?;
         let mut txn = self
             .db
@@ -275,7 +288,7 @@ impl Store {
 
     /// Page-level statistics of the file: what is data, what is free.
     pub fn stats(&self) -> Result<StorageStats> {
-        let _turn = self.writers_turn();
+        let _turn = self.writers_turn()?;
         let txn = self
             .db
             .begin_write()

@@ -6,7 +6,7 @@ mod common;
 use common::{assert_consistent, contact, setup};
 use prismdb::{
     Database, ImportJob, ImportMode, ImportRequest, JobStatus, ObjectType, Principal, PropertySpec,
-    IMPORT_CHUNK_ROWS as CHUNK,
+    RecordInput, IMPORT_CHUNK_ROWS as CHUNK,
 };
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -510,4 +510,31 @@ mod model {
             prop_assert!(db.verify_integrity().unwrap().is_ok());
         }
     }
+}
+
+/// A progress callback that writes gets a `conflict` (the job holds the writers' turn)
+/// instead of waiting for ever, and the job still finishes.
+#[test]
+fn a_write_from_the_progress_callback_is_refused_not_deadlocked() {
+    let db = Database::in_memory().unwrap();
+    let me = Principal::member(Uuid::new_v4(), Uuid::new_v4());
+    let request = ImportRequest {
+        rows: people(CHUNK + 10),
+        mode: Some(ImportMode::Async),
+        ..ImportRequest::default()
+    };
+    let job = db.import(&me, C, &request).unwrap();
+    let mut refused = Vec::new();
+    db.run_import_jobs(|_| {
+        let input = RecordInput::from_properties(json!({"name": "from the callback"})).unwrap();
+        refused.push(db.create(&me, C, &input).unwrap_err().code().to_owned());
+    })
+    .unwrap();
+    assert_eq!(refused, ["conflict", "conflict"]);
+    let done = db.import_status(&me, job.job_id).unwrap();
+    assert_eq!(done.status, JobStatus::Complete);
+    assert_eq!(db.count(&me, C).unwrap(), (CHUNK + 10) as u64);
+    // Once the job has ended, writes go through again.
+    let input = RecordInput::from_properties(json!({"name": "after"})).unwrap();
+    db.create(&me, C, &input).unwrap();
 }

@@ -42,8 +42,10 @@ impl Store {
         mut step: impl FnMut(&mut Writer<'_>) -> Result<bool>,
         mut committed: impl FnMut() -> Result<()>,
     ) -> Result<()> {
-        let mut turn = self.writers_turn();
+        let mut turn = self.writers_turn()?;
         self.refuse_if_failed()?;
+        *self.pipeline_thread.lock() = Some(std::thread::current().id());
+        let _ends = PipelineEnds(self);
         std::thread::scope(|scope| {
             let mut committing: Option<Committing<'_>> = None;
             let mut below: Arc<HeldWrites> = Arc::default();
@@ -157,6 +159,15 @@ impl Store {
             super::apply_writes(&mut table, writes)?;
         }
         txn.commit().map_err(|e| internal("commit", e))
+    }
+}
+
+/// Clears the store's pipeline thread when the pipeline ends (or unwinds).
+struct PipelineEnds<'a>(&'a Store);
+
+impl Drop for PipelineEnds<'_> {
+    fn drop(&mut self) {
+        *self.0.pipeline_thread.lock() = None;
     }
 }
 
