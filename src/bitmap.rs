@@ -479,11 +479,11 @@ impl Interner {
 /// Chunks changed by the current write transaction, not yet written.
 ///
 /// Setting or clearing a bit only logs it: the bitmap's key is interned to a number and
-/// `(number, ordinal, sequence)` pushed onto a list. Before anything reads the buffer or
-/// writes it out, the list is sorted and folded into the held chunks a bitmap at a time
-/// (each bit taking the state of its last change); a chunk
-/// that may hold stored bits (below the stored records' end) is read from storage then,
-/// once, in key order. Setting ~30 bits per new record straight into ~35,000 held bitmaps,
+/// `(number, ordinal, set)` pushed onto a list. Before anything reads the buffer or writes
+/// it out, the list is grouped by bitmap (keeping the order made) and folded into the held
+/// chunks a bitmap at a time, each bit taking the state of its last change; a chunk that
+/// may hold stored bits (below the stored records' end) is read from storage then, once,
+/// in key order. Setting ~30 bits per new record straight into ~35,000 held bitmaps,
 /// with a storage read at each first touch, was cache-miss bound and a fifth of a bulk load.
 ///
 /// Held chunks are kept per bitmap (by its interned number), by chunk number. Keyed by the
