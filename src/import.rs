@@ -372,11 +372,15 @@ pub(crate) type Rows = Vec<Map<String, Value>>;
 /// The number of the chunk job `job_id` (of team number `number`) applies next, if it is
 /// still processing.
 pub(crate) fn next_chunk(kv: &impl Kv, number: u32, job_id: Uuid) -> Result<Option<u32>> {
-    let job = kv
-        .get_with(&job_key(number, job_id), decode::<StoredJob>)?
-        .transpose()?;
-    job.filter(|job| job.status == JobStatus::Processing)
+    stored_job(kv, number, job_id)?
+        .filter(|job| job.status == JobStatus::Processing)
         .map(|job| chunk_at(&job))
+        .transpose()
+}
+
+/// Job `job_id` of team number `number` as stored, if it is.
+fn stored_job(kv: &impl Kv, number: u32, job_id: Uuid) -> Result<Option<StoredJob>> {
+    kv.get_with(&job_key(number, job_id), decode::<StoredJob>)?
         .transpose()
 }
 
@@ -407,7 +411,7 @@ pub(crate) fn run_chunk(
     ahead: Option<(u32, Rows)>,
 ) -> Result<bool> {
     let key = job_key(number, job_id);
-    let Some(mut job) = tx.kv().get_with(&key, decode::<StoredJob>)?.transpose()? else {
+    let Some(mut job) = stored_job(tx.kv(), number, job_id)? else {
         return Ok(false);
     };
     if job.status != JobStatus::Processing {
@@ -502,11 +506,7 @@ fn apply_row(
 pub(crate) fn status(view: &impl View, principal: &Principal, job_id: Uuid) -> Result<ImportJob> {
     let missing = || Error::NotFound(format!("no import job {job_id}"));
     let team = view.team(principal.team)?.ok_or_else(missing)?;
-    let job = view
-        .kv()
-        .get_with(&job_key(team, job_id), decode::<StoredJob>)?
-        .transpose()?
-        .ok_or_else(missing)?;
+    let job = stored_job(view.kv(), team, job_id)?.ok_or_else(missing)?;
     let now = crate::time_fmt::now_micros();
     let expired = job
         .finished_at
@@ -540,10 +540,7 @@ pub(crate) fn status(view: &impl View, principal: &Principal, job_id: Uuid) -> R
 
 /// The progress of job `job_id` of team number `number`, if it is stored.
 pub(crate) fn progress(kv: &impl Kv, number: u32, job_id: Uuid) -> Result<Option<ImportProgress>> {
-    let job = kv
-        .get_with(&job_key(number, job_id), decode::<StoredJob>)?
-        .transpose()?;
-    Ok(job.map(|job| ImportProgress {
+    Ok(stored_job(kv, number, job_id)?.map(|job| ImportProgress {
         job_id,
         status: job.status,
         total: job.total,
@@ -576,7 +573,7 @@ pub(crate) fn pending(kv: &impl Kv) -> Result<Vec<(Uuid, u32, Uuid)>> {
 /// of the chunk it stopped at.
 pub(crate) fn fail(tx: &mut Tx<'_, '_>, number: u32, job_id: Uuid, error: &Error) -> Result<()> {
     let key = job_key(number, job_id);
-    let Some(mut job) = tx.kv().get_with(&key, decode::<StoredJob>)?.transpose()? else {
+    let Some(mut job) = stored_job(tx.kv(), number, job_id)? else {
         return Ok(());
     };
     job.error = Some(format!("stopped after {} rows: {error}", job.processed));
