@@ -914,6 +914,17 @@ fn sorted_walks_order_long_text_by_the_whole_value() {
     }
 }
 
+/// The number of contacts matching `filter` (the query's total), as `principal`.
+fn total_of(db: &Database, principal: &Principal, filter: Value) -> u64 {
+    let request = QueryRequest {
+        filter: Some(filter),
+        include_total: true,
+        limit: Some(1),
+        ..QueryRequest::default()
+    };
+    db.query(principal, C, &request).unwrap().total.unwrap()
+}
+
 /// Number ranges read whole range buckets and, at their ends, part of a fine bucket: either
 /// the values inside the range or the bucket less the values outside it. With every value
 /// from 0 to 1,199 present (fine buckets of 8 to 64 values), every end inside a bucket,
@@ -932,15 +943,7 @@ fn number_ranges_count_every_value_once_wherever_they_end() {
             .try_for_each(|s| batch.create(C, &input(json!({"score": s}))).map(|_| ()))
     })
     .unwrap();
-    let count = |filter: Value| {
-        let request = QueryRequest {
-            filter: Some(filter),
-            include_total: true,
-            limit: Some(1),
-            ..QueryRequest::default()
-        };
-        db.query(&admin, C, &request).unwrap().total.unwrap()
-    };
+    let count = |filter: Value| total_of(&db, &admin, filter);
     let bounds = [
         0.0, 1.0, 255.0, 497.0, 500.0, 508.0, 511.0, 511.5, 512.0, 1000.0, 1020.0,
     ];
@@ -1009,13 +1012,7 @@ fn a_cut_bucket_with_few_candidates_counts_like_a_scan() {
     })
     .unwrap();
     for at in [1024.0, 1025.0, 1027.5, 1028.0, 1031.0] {
-        let request = QueryRequest {
-            filter: Some(json!({"flag": "x", "score": {"$gte": at}})),
-            include_total: true,
-            limit: Some(1),
-            ..QueryRequest::default()
-        };
-        let total = db.query(&admin, C, &request).unwrap().total.unwrap();
+        let total = total_of(&db, &admin, json!({"flag": "x", "score": {"$gte": at}}));
         let scan = rows.iter().filter(|(s, f)| *f == "x" && *s >= at).count() as u64;
         assert_eq!(total, scan, ">= {at}");
     }
