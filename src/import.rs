@@ -261,15 +261,66 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
     rmp_serde::from_slice(bytes).map_err(|e| damaged(&e.to_string()))
 }
 
-/// The rows of a stored chunk: MessagePack, or JSON (an array: `[`) as the first format
-/// stored them.
+/// The first byte of a stored chunk of rows that is compressed: a byte MessagePack never
+/// uses (and JSON never starts with). It is followed by the length of the chunk's
+/// MessagePack (`u32`, little-endian) and an LZ4 block of it.
+const COMPRESSED_ROWS: u8 = 0xc1;
+
+/// An LZ4 block expands to at most about this many times its length (a match's length
+/// grows by 255 per byte), so a larger length in a stored chunk is damage.
+const LZ4_MAX_RATIO: usize = 255;
+
+/// A chunk of rows as stored: their MessagePack, compressed. CRM rows repeat their property
+/// names and many of their values, so the 35 MB of 200,000 contacts of the benchmark store
+/// as 9 MB: storing them (before the import call returns) was 15% of the import's time,
+/// almost all of it copying and paging in the bytes, and LZ4 costs about 0.35 µs per row
+/// to pack and 0.12 µs to unpack. `scratch` is reused between chunks for the MessagePack.
+fn encode_rows(rows: &[Map<String, Value>], scratch: &mut Vec<u8>) -> Result<Vec<u8>> {
+    scratch.clear();
+    rmp_serde::encode::write(scratch, rows)
+        .map_err(|e| Error::Internal(format!("cannot encode import rows: {e}")))?;
+    let packed = lz4_flex::block::compress_prepend_size(scratch);
+    let mut stored = Vec::with_capacity(1 + packed.len());
+    stored.push(COMPRESSED_ROWS);
+    stored.extend_from_slice(&packed);
+    Ok(stored)
+}
+
+/// The rows of a stored chunk: compressed MessagePack (see [`encode_rows`]), or as earlier
+/// formats stored them, plain MessagePack or JSON (an array: `[`).
 pub(crate) fn decode_rows(bytes: &[u8]) -> Result<Vec<Map<String, Value>>> {
-    let rows = if bytes.first() == Some(&b'[') {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
-    } else {
-        rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+    let rows = match bytes.first() {
+        Some(&COMPRESSED_ROWS) => {
+            let packed = unpack_rows(&bytes[1..])?;
+            rmp_serde::from_slice(&packed).map_err(|e| e.to_string())
+        }
+        Some(b'[') => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        _ => rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
     };
     rows.map_err(|e| damaged(&format!("rows: {e}")))
+}
+
+/// The MessagePack of a compressed chunk of rows: `packed` is its length and LZ4 block.
+fn unpack_rows(packed: &[u8]) -> Result<Vec<u8>> {
+    let (length, block) = packed
+        .split_first_chunk::<4>()
+        .ok_or_else(|| damaged("rows: the compressed length is cut off"))?;
+    let length = u32::from_le_bytes(*length) as usize;
+    if length > block.len().saturating_mul(LZ4_MAX_RATIO) {
+        return Err(damaged(&format!(
+            "rows: {} compressed bytes cannot hold {length}",
+            block.len()
+        )));
+    }
+    let unpacked = lz4_flex::block::decompress(block, length)
+        .map_err(|e| damaged(&format!("rows: cannot decompress: {e}")))?;
+    if unpacked.len() != length {
+        return Err(damaged(&format!(
+            "rows: decompressed {} bytes, expected {length}",
+            unpacked.len()
+        )));
+    }
+    Ok(unpacked)
 }
 
 /// Keys of one job: its row, and per chunk its rows and its results.
@@ -349,12 +400,12 @@ pub(crate) fn start(
         finished_at: None,
         error: None,
     };
+    let mut scratch = Vec::new();
     for (i, rows) in request.rows.chunks(CHUNK_ROWS).enumerate() {
-        let bytes = rmp_serde::to_vec(rows)
-            .map_err(|e| Error::Internal(format!("cannot encode import rows: {e}")))?;
+        let stored = encode_rows(rows, &mut scratch)?;
         tx.writer().put_owned(
             part_key(keys::JOB_ROWS, scope.team, job_id, i as u32),
-            bytes,
+            stored,
         )?;
     }
     let mut job = job;
@@ -618,8 +669,11 @@ mod tests {
     }
 
     #[test]
-    fn stored_rows_decode_in_both_formats() {
+    fn stored_rows_decode_in_every_format() {
         let rows = rows();
+        let stored = encode_rows(&rows, &mut Vec::new()).unwrap();
+        assert_eq!(stored[0], COMPRESSED_ROWS);
+        assert_eq!(decode_rows(&stored).unwrap(), rows);
         let packed = rmp_serde::to_vec(&rows).unwrap();
         assert_eq!(decode_rows(&packed).unwrap(), rows);
         let first_format = serde_json::to_vec(&rows).unwrap();
@@ -629,7 +683,22 @@ mod tests {
     #[test]
     fn damaged_rows_are_an_error() {
         let packed = rmp_serde::to_vec(&rows()).unwrap();
-        for bad in [&packed[..packed.len() / 2], b"[{\"a\": ", b"\xc1", b""] {
+        let stored = encode_rows(&rows(), &mut Vec::new()).unwrap();
+        let mut claims_more = stored.clone();
+        claims_more[1] += 1;
+        let mut claims_huge = stored.clone();
+        claims_huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        let bad: [&[u8]; 8] = [
+            &packed[..packed.len() / 2],
+            b"[{\"a\": ",
+            b"\xc1",
+            b"",
+            &stored[..stored.len() - 3],
+            &stored[..3],
+            &claims_more,
+            &claims_huge,
+        ];
+        for bad in bad {
             let err = decode_rows(bad).unwrap_err();
             assert!(err.message().contains("rows"), "{err}");
         }
