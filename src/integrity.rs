@@ -119,11 +119,11 @@ fn verify_scope(
                 expected.columns.insert((*pid, record.ord), slot);
             }
         }
-        for name in index::record_gram_names(&catalog, &record, |_| true) {
-            expected.grams.entry(name).or_default().insert(record.ord);
+        for name in index::record_gram_names(&catalog, &record, |_| true).iter() {
+            expected.grams.entry(name.to_vec()).or_default().insert(record.ord);
         }
-        for name in index::bitmaps_of(&catalog, &record) {
-            expected.value_bitmaps.entry(name).or_default().insert(record.ord);
+        for name in index::bitmaps_of(&catalog, &record).iter() {
+            expected.value_bitmaps.entry(name.to_vec()).or_default().insert(record.ord);
         }
         for (pid, value) in &record.props {
             let Some(prop) = catalog.by_pid(*pid).filter(|p| p.unique) else {

@@ -726,8 +726,8 @@ fn link(
     record: &StoredRecord,
     live: bool,
 ) -> Result<()> {
-    for name in index::bitmaps_of(catalog, record) {
-        tx.bitmap_set(scope, &name, record.ord, live)?;
+    for name in index::bitmaps_of(catalog, record).iter() {
+        tx.bitmap_set(scope, name, record.ord, live)?;
     }
     if live {
         add_grams(tx, scope, catalog, record, |_| true)?;
@@ -771,8 +771,8 @@ fn add_grams(
     if !tx.is_fresh(scope, record.ord)? && tx.grams_pended(scope) < GRAM_FOLD_AT {
         return tx.gram_pending(scope, catalog, record.ord);
     }
-    for name in names {
-        tx.bitmap_set(scope, &name, record.ord, true)?;
+    for name in names.iter() {
+        tx.bitmap_set(scope, name, record.ord, true)?;
     }
     Ok(())
 }
@@ -793,8 +793,8 @@ pub(crate) fn fold_grams(tx: &mut Tx<'_, '_>) -> Result<()> {
             let Some(record) = load(tx.kv(), scope, id)?.filter(StoredRecord::is_live) else {
                 continue;
             };
-            for name in index::record_gram_names(&catalog, &record, |_| true) {
-                tx.bitmap_set(scope, &name, ord, true)?;
+            for name in index::record_gram_names(&catalog, &record, |_| true).iter() {
+                tx.bitmap_set(scope, name, ord, true)?;
             }
         }
         tx.bitmap_drop(scope, keys::GRAM_PENDING)?;
@@ -937,8 +937,12 @@ fn reindex(
     old: &StoredRecord,
     new: &StoredRecord,
 ) -> Result<()> {
-    let before: BTreeSet<Vec<u8>> = index::bitmaps_of(catalog, old).into_iter().collect();
-    let after: BTreeSet<Vec<u8>> = index::bitmaps_of(catalog, new).into_iter().collect();
+    let (old_names, new_names) = (
+        index::bitmaps_of(catalog, old),
+        index::bitmaps_of(catalog, new),
+    );
+    let before: BTreeSet<&[u8]> = old_names.iter().collect();
+    let after: BTreeSet<&[u8]> = new_names.iter().collect();
     for gone in before.difference(&after) {
         tx.bitmap_set(scope, gone, new.ord, false)?;
     }

@@ -125,11 +125,11 @@ fn build_entries(tx: &mut Tx<'_, '_>, scope: Scope, catalog: &Catalog, pid: u16)
     let mut entries = Vec::new();
     each_record(tx.kv(), scope, |_, record| {
         if let (true, Some(value)) = (record.is_live(), record.value(pid)) {
-            let names = index::index_names(&prop, value)
-                .into_iter()
-                .chain(index::gram_names(&prop, value));
-            for name in names {
-                entries.push((name, record.ord));
+            let mut names = index::Names::default();
+            index::index_names(&prop, value, &mut names);
+            index::gram_names(&prop, value, &mut names);
+            for name in names.iter() {
+                entries.push((name.to_vec(), record.ord));
             }
         }
         Ok(true)
