@@ -605,7 +605,8 @@ fn apply_values(
     catalog: &Catalog,
     record: &mut StoredRecord,
     values: &Map<String, Value>,
-) -> Result<()> {
+) -> Result<TargetSlots> {
+    let mut slots = TargetSlots::new();
     for (slug, value) in values {
         if SYSTEM_FIELDS.contains(&slug.as_str()) {
             return Err(Error::ReadOnlyProperty(format!(
@@ -619,35 +620,55 @@ fn apply_values(
         }
         let stored = prop.to_stored(value)?;
         if let (StoredValue::Ref(target_id), Some(target)) = (&stored, prop.target) {
-            check_reference(view, team, prop, target, *target_id)?;
+            slots.push((
+                prop.pid,
+                check_reference(view, team, prop, target, *target_id)?,
+            ));
         }
         // An empty multiselect holds nothing: stored as absent, so `$exists` agrees with
         // the option bitmaps.
         let empty = matches!(&stored, StoredValue::Options(nums) if nums.is_empty());
         record.set(prop.pid, (!empty).then_some(stored));
     }
-    Ok(())
+    Ok(slots)
 }
 
+/// The reference column slots (target ordinal + 1) of the references [`apply_values`]
+/// checked, by property number: a new record's links use them instead of reading each
+/// target's record a second time (that read was 4.7% of building an import chunk).
+type TargetSlots = Vec<(u16, u32)>;
+
+/// The reference column slot of live record `id` of type `target`, which property `prop`
+/// references; `invalid_value` when there is no such live record.
 fn check_reference(
     view: &impl View,
     team: Uuid,
     prop: &Property,
     target: ObjectType,
     id: u128,
-) -> Result<()> {
-    let live = match view.scope(team, target)? {
-        Some(scope) => view.kv().get_with(&scope.record(id), is_trashed)? == Some(Ok(false)),
-        None => false,
+) -> Result<u32> {
+    let live_ord = |bytes: &[u8]| -> Result<Option<u32>> {
+        Ok(if is_trashed(bytes)? {
+            None
+        } else {
+            Some(record_ord(bytes)?)
+        })
     };
-    if live {
-        Ok(())
-    } else {
-        Err(Error::InvalidValue(format!(
+    let ord = match view.scope(team, target)? {
+        // A damaged target is no target, as a missing one.
+        Some(scope) => view
+            .kv()
+            .get_with(&scope.record(id), live_ord)?
+            .and_then(|ord| ord.ok().flatten()),
+        None => None,
+    };
+    match ord {
+        Some(ord) => Ok(ord + 1),
+        None => Err(Error::InvalidValue(format!(
             "property {:?} references {target} {}, which does not exist",
             prop.slug,
             Uuid::from_u128(id)
-        )))
+        ))),
     }
 }
 
@@ -695,6 +716,7 @@ fn insert_new(
     catalog: &Catalog,
     mut record: StoredRecord,
     grant: Option<&Grant>,
+    slots: &[(u16, u32)],
 ) -> Result<u128> {
     let mut counters = tx.counters(scope)?;
     let id = next_id(counters.last_id, tx.now);
@@ -709,7 +731,7 @@ fn insert_new(
     tx.writer().put_new(scope.record(id), bytes)?;
     tx.writer()
         .put_new(scope.ord(record.ord), id.to_be_bytes().to_vec())?;
-    link(tx, scope, catalog, &record, true)?;
+    link(tx, scope, catalog, &record, Link::Live(slots))?;
     if let Some(grant) = grant {
         access::write_grant(tx, scope, record.ord, grant)?;
     }
@@ -717,15 +739,25 @@ fn insert_new(
     Ok(id)
 }
 
-/// Adds (`live`) or removes a record's bits in every bitmap derived from live records: the
-/// value bitmaps, the value index, the range buckets and the live bitmap.
+/// How [`link`] changes a record's bits.
+enum Link<'a> {
+    /// Adds them; the slice holds column slots of its references already looked up.
+    Live(&'a [(u16, u32)]),
+    /// Removes them.
+    Gone,
+}
+
+/// Adds or removes a record's bits in every bitmap derived from live records (the value
+/// bitmaps, the value index, the range buckets and the live bitmap) and its reference
+/// column slots.
 fn link(
     tx: &mut Tx<'_, '_>,
     scope: Scope,
     catalog: &Catalog,
     record: &StoredRecord,
-    live: bool,
+    how: Link<'_>,
 ) -> Result<()> {
+    let live = matches!(how, Link::Live(_));
     for name in index::bitmaps_of(catalog, record).iter() {
         tx.bitmap_set(scope, name, record.ord, live)?;
     }
@@ -734,10 +766,12 @@ fn link(
     }
     for (pid, value) in &record.props {
         if let StoredValue::Ref(target) = value {
-            let slot = if live {
-                column_slot(tx, scope, catalog, *pid, *target)?
-            } else {
-                0
+            let slot = match how {
+                Link::Live(known) => match known.iter().find(|(p, _)| p == pid) {
+                    Some((_, slot)) => *slot,
+                    None => column_slot(tx, scope, catalog, *pid, *target)?,
+                },
+                Link::Gone => 0,
             };
             tx.column_set(scope, *pid, record.ord, slot)?;
         }
@@ -886,9 +920,9 @@ pub(crate) fn create(
     ty: ObjectType,
     input: &RecordInput,
 ) -> Result<Record> {
-    let (scope, catalog, record) = validated_new(tx, principal, ty, input)?;
+    let (scope, catalog, record, slots) = validated_new(tx, principal, ty, input)?;
     let grant = access::new_grant(principal, ty, input.grant.as_ref())?;
-    let id = insert_new(tx, scope, &catalog, record.clone(), grant.as_ref())?;
+    let id = insert_new(tx, scope, &catalog, record.clone(), grant.as_ref(), &slots)?;
     Ok(render_full(&catalog, id, record))
 }
 
@@ -899,18 +933,19 @@ pub(crate) fn create_id(
     ty: ObjectType,
     input: &RecordInput,
 ) -> Result<Uuid> {
-    let (scope, catalog, record) = validated_new(tx, principal, ty, input)?;
+    let (scope, catalog, record, slots) = validated_new(tx, principal, ty, input)?;
     let grant = access::new_grant(principal, ty, input.grant.as_ref())?;
-    insert_new(tx, scope, &catalog, record, grant.as_ref()).map(Uuid::from_u128)
+    insert_new(tx, scope, &catalog, record, grant.as_ref(), &slots).map(Uuid::from_u128)
 }
 
-/// The stored form of a new record written with `input`, checked against the catalog.
+/// The stored form of a new record written with `input`, checked against the catalog, and
+/// the column slots of its references.
 fn validated_new(
     tx: &mut Tx<'_, '_>,
     principal: &Principal,
     ty: ObjectType,
     input: &RecordInput,
-) -> Result<(Scope, Arc<Catalog>, StoredRecord)> {
+) -> Result<(Scope, Arc<Catalog>, StoredRecord, TargetSlots)> {
     access::check_type_writable(principal, ty)?;
     let scope = tx.scope_for_write(principal.team, ty)?;
     let catalog = tx.catalog(principal.team, ty)?;
@@ -924,8 +959,8 @@ fn validated_new(
         list: input.list.as_ref().map(Value::to_string),
         props: Vec::new(),
     };
-    apply_values(tx, principal.team, &catalog, &mut record, &input.default)?;
-    Ok((scope, catalog, record))
+    let slots = apply_values(tx, principal.team, &catalog, &mut record, &input.default)?;
+    Ok((scope, catalog, record, slots))
 }
 
 /// Moves a record's bits from the value, index and bucket bitmaps of `old` to those of
@@ -1013,7 +1048,7 @@ pub(crate) fn delete(
     let (scope, mut record) = load_live(tx, principal, ty, id, Level::Admin)?;
     let catalog = tx.catalog(principal.team, ty)?;
     let id = id.as_u128();
-    link(tx, scope, &catalog, &record, false)?;
+    link(tx, scope, &catalog, &record, Link::Gone)?;
     tx.bitmap_set(scope, keys::TRASH, record.ord, true)?;
     let mut counters = tx.counters(scope)?;
     counters.live -= 1;
@@ -1042,7 +1077,7 @@ pub(crate) fn restore(
         return Ok(render_full(&catalog, uid, record));
     }
     check_unique(tx, scope, &catalog, uid, &record, None)?;
-    link(tx, scope, &catalog, &record, true)?;
+    link(tx, scope, &catalog, &record, Link::Live(&[]))?;
     tx.bitmap_set(scope, keys::TRASH, record.ord, false)?;
     let mut counters = tx.counters(scope)?;
     counters.live += 1;
@@ -1076,7 +1111,7 @@ pub(crate) fn duplicate(
         .retain(|(pid, _)| catalog.by_pid(*pid).is_some_and(|p| !p.unique));
     copy.created_at = tx.now;
     copy.updated_at = tx.now;
-    let new_id = insert_new(tx, scope, &catalog, copy.clone(), grant.as_ref())?;
+    let new_id = insert_new(tx, scope, &catalog, copy.clone(), grant.as_ref(), &[])?;
     Ok(render_full(&catalog, new_id, copy))
 }
 
