@@ -650,17 +650,16 @@ impl BitmapBuffer {
             .map(|(n, chunks)| (self.numbers.name(n as u32), std::mem::take(chunks)))
             .collect();
         held.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (prefix, chunks) in held {
-            for (number, chunk) in chunks {
-                let key = chunk_key(prefix, number);
-                if chunk.is_empty() {
-                    writer.delete(&key)?;
-                } else {
-                    writer.put_owned(key, chunk.encode())?;
-                }
-            }
-        }
-        Ok(())
+        let writes = held
+            .into_iter()
+            .flat_map(|(prefix, chunks)| {
+                chunks.into_iter().map(move |(number, chunk)| {
+                    let value = (!chunk.is_empty()).then(|| chunk.encode());
+                    (chunk_key(prefix, number), value)
+                })
+            })
+            .collect();
+        writer.put_many(writes)
     }
 }
 

@@ -499,6 +499,10 @@ impl Held {
 /// Held writes past this many bytes are applied early (still inside the transaction).
 const FLUSH_BYTES: usize = 64 << 20;
 
+/// [`Writer::put_many`] merges its writes into the held ones (a pass over both) unless
+/// they are fewer than this fraction of the held ones (then a tree descent each is less).
+const MERGE_RATIO: usize = 8;
+
 impl<'txn> Writer<'txn> {
     fn over(base: Base<'txn>, below: Arc<HeldWrites>) -> Writer<'txn> {
         Writer {
@@ -529,6 +533,32 @@ impl<'txn> Writer<'txn> {
             Held::New(value)
         };
         self.hold(key, held)
+    }
+
+    /// Holds many writes at once (`Some` puts the value, `None` deletes the key; of writes to
+    /// one key the last wins), as one call per write would. A transaction's bitmap chunks
+    /// (~70,000 in an import chunk) are merged into the held writes in one pass instead of
+    /// a tree descent each (that was 8% of building an import chunk); a few writes into
+    /// many held ones (a batch's query flushing its bitmaps) still go in one by one, since
+    /// the merge rebuilds the whole held tree.
+    pub fn put_many(&mut self, writes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+        self.pending_bytes += writes
+            .iter()
+            .map(|(key, value)| key.len() + value.as_ref().map_or(0, Vec::len) + 32)
+            .sum::<usize>();
+        let held = writes
+            .into_iter()
+            .map(|(key, value)| (key, value.map_or(Held::Delete, Held::Put)));
+        if held.len().saturating_mul(MERGE_RATIO) < self.pending.len() {
+            self.pending.extend(held);
+        } else {
+            let mut run: HeldWrites = held.collect();
+            self.pending.append(&mut run);
+        }
+        if self.pending_bytes > FLUSH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// Removes `key` if present.
@@ -845,6 +875,8 @@ mod tests {
         Put(u8, u8),
         PutNew(u8, u8),
         Delete(u8),
+        /// Puts (`Some`) and deletes (`None`) in one call, in any key order, repeats allowed.
+        PutMany(Vec<(u8, Option<u8>)>),
         Flush,
         Commit,
     }
@@ -855,6 +887,9 @@ mod tests {
             6 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Op::Put(k % 64, v)),
             6 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Op::PutNew(k % 64, v)),
             3 => any::<u8>().prop_map(|k| Op::Delete(k % 64)),
+            // Short runs go in one by one, long ones are merged (MERGE_RATIO).
+            2 => proptest::collection::vec((any::<u8>(), any::<Option<u8>>()), 0..40)
+                .prop_map(|w| Op::PutMany(w.into_iter().map(|(k, v)| (k % 64, v)).collect())),
             1 => Just(Op::Flush),
             1 => Just(Op::Commit),
         ]
@@ -899,6 +934,16 @@ mod tests {
                                 w.delete(&key(*k))?;
                                 model.remove(&key(*k));
                             }
+                            Op::PutMany(writes) => {
+                                let held = writes.iter().map(|(k, v)| (key(*k), v.map(|v| vec![v])));
+                                w.put_many(held.collect())?;
+                                for (k, v) in writes {
+                                    match v {
+                                        Some(v) => model.insert(key(*k), vec![*v]),
+                                        None => model.remove(&key(*k)),
+                                    };
+                                }
+                            }
                             Op::Flush => w.flush()?,
                             Op::Commit => {}
                         }
@@ -922,6 +967,7 @@ mod tests {
     fn op_key(op: &Op) -> u8 {
         match op {
             Op::Put(k, _) | Op::PutNew(k, _) | Op::Delete(k) => *k,
+            Op::PutMany(writes) => writes.first().map_or(0, |(k, _)| *k),
             _ => 0,
         }
     }
