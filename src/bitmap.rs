@@ -650,15 +650,13 @@ impl BitmapBuffer {
             .map(|(n, chunks)| (self.numbers.name(n as u32), std::mem::take(chunks)))
             .collect();
         held.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let writes = held
-            .into_iter()
-            .flat_map(|(prefix, chunks)| {
-                chunks.into_iter().map(move |(number, chunk)| {
-                    let value = (!chunk.is_empty()).then(|| chunk.encode());
-                    (chunk_key(prefix, number), value)
-                })
+        let mut writes = Vec::with_capacity(held.iter().map(|(_, chunks)| chunks.len()).sum());
+        writes.extend(held.into_iter().flat_map(|(prefix, chunks)| {
+            chunks.into_iter().map(move |(number, chunk)| {
+                let value = (!chunk.is_empty()).then(|| chunk.encode());
+                (chunk_key(prefix, number), value)
             })
-            .collect();
+        }));
         writer.put_many(writes)
     }
 }
