@@ -598,6 +598,70 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn property(kind: Kind, pid: u16, search: bool) -> Property {
+        Property {
+            slug: format!("p{pid}"),
+            kind,
+            unique: false,
+            indexed: true,
+            search,
+            options: Vec::new(),
+            target: None,
+            pid,
+            next_option: 0,
+        }
+    }
+
+    /// The names written into one buffer are the names the readers build one at a time
+    /// (queries find bitmaps by the latter, writes make them with the former).
+    #[test]
+    fn names_in_one_buffer_are_the_names_built_one_by_one() {
+        let (email, text) = (
+            property(Kind::Email, 3, false),
+            property(Kind::Text, 4, true),
+        );
+        let (number, time) = (
+            property(Kind::Number, 5, false),
+            property(Kind::Datetime, 6, false),
+        );
+        let str = |s: &str| StoredValue::Str(s.to_owned());
+        let cases = [
+            (&email, str("Ada@Example.COM")),
+            (&email, str("ada@example.com")),
+            (&text, str("Ünïcode NAME")),
+            (&text, str("plain name")),
+            (&number, StoredValue::Float(12.5)),
+            (&number, StoredValue::Int(-3)),
+            (&time, StoredValue::Time(1_700_000_000_000_000)),
+        ];
+        for (prop, value) in &cases {
+            let mut names = Names::default();
+            index_names(prop, value, &mut names);
+            gram_names(prop, value, &mut names);
+            let mut expected = vec![index_name(prop.pid, &encode(prop, value).unwrap())];
+            if let (Some((coarse, fine)), Some(key)) =
+                (bucket_shifts(prop.kind), ordered_key(value))
+            {
+                expected.push(bucket_name(prop.pid, 0, key >> coarse));
+                expected.push(bucket_name(prop.pid, 1, key >> fine));
+            }
+            if let (true, StoredValue::Str(s)) = (prop.searchable(), value) {
+                let grams = trigrams(&s.to_lowercase());
+                expected.extend(grams.into_iter().map(|g| gram_name(prop.pid, g)));
+            }
+            let written: Vec<Vec<u8>> = names.iter().map(<[u8]>::to_vec).collect();
+            assert_eq!(written, expected, "{value:?}");
+        }
+        assert_eq!(
+            encode(&email, &cases[0].1),
+            encode(&email, &cases[1].1),
+            "e-mail folds case"
+        );
+        let flag = value_bitmap_name(7, &StoredValue::Bool(true)).unwrap();
+        assert_eq!(flag, [keys::VALUE_BITMAP, 0, 7, 1]);
+        assert_eq!(value_bitmap_name(7, &str("x")), None);
+    }
+
     proptest! {
         /// Ordered keys sort numbers numerically (ints and floats mixed) and datetimes
         /// chronologically.
