@@ -40,12 +40,6 @@ fn decode_chunk(chunk: u32, bytes: &[u8]) -> Result<RoaringBitmap> {
     Ok(Chunk::decode(bytes)?.to_bitmap(chunk << CHUNK_BITS))
 }
 
-/// A flush of at least this many chunks hands them to the writer as one run
-/// ([`Writer::put_many`]: ~70,000 per import chunk, a merge instead of a tree descent
-/// each); fewer go in one by one. A run's buffer is memory the allocator may have to page
-/// in afresh, which made a patch's trigram fold (~800 chunks) take 9 ms instead of 3.
-const MERGED_FLUSH_CHUNKS: usize = 16_384;
-
 /// Chunks per 65,536-ordinal roaring container.
 const CHUNKS_PER_WINDOW: u32 = 1 << (16 - CHUNK_BITS);
 
@@ -656,28 +650,14 @@ impl BitmapBuffer {
             .map(|(n, chunks)| (self.numbers.name(n as u32), std::mem::take(chunks)))
             .collect();
         held.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let count: usize = held.iter().map(|(_, chunks)| chunks.len()).sum();
-        if count < MERGED_FLUSH_CHUNKS {
-            for (prefix, chunks) in held {
-                for (number, chunk) in chunks {
-                    let key = chunk_key(prefix, number);
-                    if chunk.is_empty() {
-                        writer.delete(&key)?;
-                    } else {
-                        writer.put_owned(key, chunk.encode())?;
-                    }
-                }
-            }
-            return Ok(());
-        }
-        let mut writes = Vec::with_capacity(count);
-        writes.extend(held.into_iter().flat_map(|(prefix, chunks)| {
+        let count = held.iter().map(|(_, chunks)| chunks.len()).sum();
+        let writes = held.into_iter().flat_map(|(prefix, chunks)| {
             chunks.into_iter().map(move |(number, chunk)| {
                 let value = (!chunk.is_empty()).then(|| chunk.encode());
                 (chunk_key(prefix, number), value)
             })
-        }));
-        writer.put_many(writes)
+        });
+        writer.put_many(count, writes)
     }
 }
 
