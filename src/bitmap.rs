@@ -8,6 +8,15 @@
 //! ordinals would cost 8 KiB. Inside a write transaction, changed chunks are held in the
 //! same two shapes in a [`BitmapBuffer`] and written once, in key order, when the
 //! transaction ends.
+//!
+//! A bitmap whose writers ask for [`Layout::WholeWhileSmall`] (a reference's value bitmap:
+//! the few records pointing at one target, spread over the whole ordinal range) is stored
+//! as one *whole row* while it holds at most [`WHOLE_MAX`] ordinals: the key of chunk
+//! number [`WHOLE_ROW`] (past every real chunk), holding the ordinals themselves. One row
+//! per chunk was one row per record for such bitmaps: a million contacts referencing
+//! 50,000 organizations kept a million rows for them, and a bulk load rewrote a leaf of
+//! them for almost every record. A bitmap has either a whole row or chunk rows, never
+//! both; every reader accepts either.
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
@@ -24,6 +33,110 @@ use chunk::{damaged, for_each_offset, Chunk, ARRAY_TAG, BITSET_BYTES, BITSET_TAG
 
 /// The bits of an ordinal that are its offset in its chunk.
 const OFFSET_MASK: u32 = (1 << CHUNK_BITS) - 1;
+
+/// The chunk number in the key of a bitmap's whole row: no ordinal's chunk is this high,
+/// and the row sorts after every chunk row of its bitmap.
+pub(crate) const WHOLE_ROW: u32 = u32::MAX;
+
+/// A bitmap laid out [`Layout::WholeWhileSmall`] is one row while it holds at most this many
+/// ordinals (a row of at most 257 bytes, rewritten whole by each change). Small in unit
+/// tests, so that the buffer's proptest crosses it often.
+#[cfg(not(test))]
+pub(crate) const WHOLE_MAX: usize = 64;
+#[cfg(test)]
+pub(crate) const WHOLE_MAX: usize = 8;
+
+/// The first byte of a whole row's body; the ordinals follow, ascending, 4 bytes each
+/// (big-endian).
+const WHOLE_TAG: u8 = 2;
+
+/// How a bitmap's rows are laid out; every writer of one bitmap asks for the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Layout {
+    /// One row per chunk of 4,096 ordinals that holds any.
+    Chunked,
+    /// One whole row while the bitmap holds at most [`WHOLE_MAX`] ordinals, chunk rows once
+    /// it has held more (it does not go back).
+    WholeWhileSmall,
+}
+
+/// What the key of a bitmap row ends with.
+enum RowKey {
+    /// A chunk row, of this chunk number.
+    Chunk(u32),
+    /// The bitmap's whole row.
+    Whole,
+}
+
+/// What the last 4 bytes of a bitmap row's key say; `None` for a key too short to hold a
+/// chunk number, or a number no ordinal falls in (a damaged key, which must not size the
+/// union's bitset).
+fn row_in_key(key: &[u8]) -> Option<RowKey> {
+    let tail: [u8; 4] = key.get(key.len().checked_sub(4)?..)?.try_into().ok()?;
+    match u32::from_be_bytes(tail) {
+        WHOLE_ROW => Some(RowKey::Whole),
+        chunk if chunk <= u32::MAX >> CHUNK_BITS => Some(RowKey::Chunk(chunk)),
+        _ => None,
+    }
+}
+
+/// The body of a whole row holding `ords` (ascending, distinct).
+fn encode_whole(ords: impl Iterator<Item = u32>) -> Vec<u8> {
+    let mut out = vec![WHOLE_TAG];
+    for ord in ords {
+        out.extend_from_slice(&ord.to_be_bytes());
+    }
+    out
+}
+
+/// The ordinals of a whole row's body; an error naming what is wrong if it is not one
+/// (unknown tag, a cut ordinal, ordinals out of order, more than [`WHOLE_MAX`]).
+fn decode_whole(body: &[u8]) -> Result<Vec<u32>> {
+    let Some((&WHOLE_TAG, ords)) = body.split_first() else {
+        return Err(damaged("a whole row without its tag"));
+    };
+    if !ords.len().is_multiple_of(4) || ords.len() / 4 > WHOLE_MAX {
+        return Err(damaged("a whole row of a bad length"));
+    }
+    let ords: Vec<u32> = ords
+        .chunks_exact(4)
+        .map(|four| u32::from_be_bytes(four.try_into().expect("4-byte slices")))
+        .collect();
+    if !ords.windows(2).all(|pair| pair[0] < pair[1]) {
+        return Err(damaged("a whole row's ordinals out of order"));
+    }
+    Ok(ords)
+}
+
+/// A whole row's ordinals cut into chunk bodies (array layout), in chunk order.
+fn whole_as_chunks(body: &[u8]) -> Result<Vec<(u32, Vec<u8>)>> {
+    let ords = decode_whole(body)?;
+    Ok(ords
+        .chunk_by(|a, b| chunk_of(*a) == chunk_of(*b))
+        .map(|run| {
+            let mut chunk = Chunk::default();
+            let offsets: Vec<u16> = run.iter().map(|ord| (ord & OFFSET_MASK) as u16).collect();
+            chunk.apply(&offsets, &[]);
+            (chunk_of(run[0]), chunk.encode())
+        })
+        .collect())
+}
+
+/// Calls `add` with the chunk number and body of each chunk a stored row holds: a chunk
+/// row's one, or every chunk of a whole row.
+fn each_chunk_of_row(
+    key: &[u8],
+    value: &[u8],
+    add: &mut impl FnMut(u32, &[u8]) -> Result<()>,
+) -> Result<()> {
+    match row_in_key(key) {
+        Some(RowKey::Chunk(chunk)) => add(chunk, value),
+        Some(RowKey::Whole) => whole_as_chunks(value)?
+            .iter()
+            .try_for_each(|(chunk, body)| add(*chunk, body)),
+        None => Err(damaged("bad chunk number in key")),
+    }
+}
 
 /// The chunk an ordinal falls in.
 pub(crate) fn chunk_of(ord: u32) -> u32 {
@@ -220,15 +333,6 @@ pub(crate) fn read_union(kv: &impl Kv, scope: Scope, names: &[Vec<u8>]) -> Resul
     Ok(union.finish())
 }
 
-/// The chunk number at the end of a chunk key; `None` for a key too short to hold one, or
-/// a number no ordinal falls in (a damaged key, which must not size the union's bitset).
-fn chunk_in_key(key: &[u8]) -> Option<u32> {
-    key.get(key.len().checked_sub(4)?..)
-        .and_then(|tail| tail.try_into().ok())
-        .map(u32::from_be_bytes)
-        .filter(|chunk| *chunk <= u32::MAX >> CHUNK_BITS)
-}
-
 /// Reads the whole bitmap `name` of `scope` as stored.
 pub(crate) fn read(kv: &impl Kv, scope: Scope, name: &[u8]) -> Result<RoaringBitmap> {
     let prefix = scope.bitmap_prefix(name);
@@ -278,10 +382,49 @@ fn scan_chunks(
         false,
         |key, value| {
             if name_len.is_none_or(|len| key.len() == len + 4) {
-                let chunk = chunk_in_key(key).ok_or_else(|| damaged("bad chunk number in key"))?;
-                add(chunk, value)?;
+                each_chunk_of_row(key, value, &mut add)?;
             }
             Ok(true)
+        },
+    )
+}
+
+/// Calls `add` with the chunk number and body of each of the chunks `chunks` that the
+/// stored bitmap `name` of `scope` holds, in order. The scan runs past the range to the
+/// next row of the bitmap: that is its whole row, if it has one.
+fn scan_chunk_range(
+    kv: &impl Kv,
+    scope: Scope,
+    name: &[u8],
+    chunks: &std::ops::Range<u32>,
+    mut add: impl FnMut(u32, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let prefix = scope.bitmap_prefix(name);
+    let start = chunk_key(&prefix, chunks.start);
+    let end = prefix_end(&prefix).unwrap_or_default();
+    kv.scan(
+        std::ops::Bound::Included(&start),
+        std::ops::Bound::Excluded(&end),
+        false,
+        |key, value| {
+            if key.len() != prefix.len() + 4 {
+                return Ok(true); // a longer name that shares the prefix
+            }
+            match row_in_key(key) {
+                Some(RowKey::Chunk(chunk)) if chunk < chunks.end => {
+                    add(chunk, value).map(|()| true)
+                }
+                Some(RowKey::Chunk(_)) => Ok(false),
+                Some(RowKey::Whole) => {
+                    for (chunk, body) in whole_as_chunks(value)? {
+                        if chunks.contains(&chunk) {
+                            add(chunk, &body)?;
+                        }
+                    }
+                    Ok(false)
+                }
+                None => Err(damaged("bad chunk number in key")),
+            }
         },
     )
 }
@@ -293,23 +436,11 @@ pub(crate) fn read_chunks(
     name: &[u8],
     chunks: std::ops::Range<u32>,
 ) -> Result<RoaringBitmap> {
-    let (name_len, start, end) = chunk_span(scope, name, &chunks);
-    gather_range(kv, &start, &end, Some(name_len))
-}
-
-/// The key prefix length of bitmap `name` of `scope`, and the keys of its chunks
-/// `chunks.start` and `chunks.end`.
-fn chunk_span(
-    scope: Scope,
-    name: &[u8],
-    chunks: &std::ops::Range<u32>,
-) -> (usize, Vec<u8>, Vec<u8>) {
-    let prefix = scope.bitmap_prefix(name);
-    let (start, end) = (
-        chunk_key(&prefix, chunks.start),
-        chunk_key(&prefix, chunks.end),
-    );
-    (prefix.len(), start, end)
+    let mut gather = Gather::new();
+    scan_chunk_range(kv, scope, name, &chunks, |chunk, bytes| {
+        gather.add(chunk, bytes)
+    })?;
+    Ok(gather.finish())
 }
 
 /// The key of chunk `chunk` of the bitmap whose key prefix is `prefix`.
@@ -359,8 +490,7 @@ fn read_bits(
     chunks: std::ops::Range<u32>,
     bits: &mut [u8],
 ) -> Result<()> {
-    let (name_len, start, end) = chunk_span(scope, name, &chunks);
-    scan_chunks(kv, &start, &end, Some(name_len), |chunk, body| {
+    scan_chunk_range(kv, scope, name, &chunks, |chunk, body| {
         let at = (chunk.wrapping_sub(chunks.start) as usize).saturating_mul(BITSET_BYTES);
         let into = bits
             .get_mut(at..at.saturating_add(BITSET_BYTES))
@@ -374,10 +504,15 @@ pub(crate) fn window_chunks(window: u32) -> std::ops::Range<u32> {
     window * CHUNKS_PER_WINDOW..(window + 1) * CHUNKS_PER_WINDOW
 }
 
-/// Decodes one stored chunk row (`key` ends with the chunk number).
+/// Decodes one stored bitmap row, a chunk row or a whole row (`key` ends with the chunk
+/// number or [`WHOLE_ROW`]).
 pub(crate) fn decode_row(key: &[u8], value: &[u8]) -> Result<RoaringBitmap> {
-    let chunk = chunk_in_key(key).ok_or_else(|| damaged("bad chunk number in key"))?;
-    decode_chunk(chunk, value)
+    match row_in_key(key) {
+        Some(RowKey::Chunk(chunk)) => decode_chunk(chunk, value),
+        Some(RowKey::Whole) => Ok(RoaringBitmap::from_sorted_iter(decode_whole(value)?)
+            .expect("decode_whole checks the order")),
+        None => Err(damaged("bad chunk number in key")),
+    }
 }
 
 /// Reads every stored bitmap of `scope` whose name starts with `name_prefix`, by name.
@@ -389,14 +524,55 @@ pub(crate) fn read_named(
     let start = scope.bitmap_prefix(&[]).len();
     let mut found: BTreeMap<Vec<u8>, RoaringBitmap> = BTreeMap::new();
     kv.scan_prefix(&scope.bitmap_prefix(name_prefix), |key, value| {
-        let chunk = chunk_in_key(key).ok_or_else(|| damaged("bad chunk number in key"))?;
+        let bits = decode_row(key, value)?;
         let name = key
             .get(start..key.len() - 4)
             .ok_or_else(|| damaged("bad chunk number in key"))?;
-        *found.entry(name.to_vec()).or_default() |= decode_chunk(chunk, value)?;
+        *found.entry(name.to_vec()).or_default() |= bits;
         Ok(true)
     })?;
     Ok(found)
+}
+
+/// Decodes `body` as a chunk row and as a whole row, for the fuzz targets; checks that a
+/// row that decodes gathers, chunk by chunk, into the same ordinals. Returns how many of the
+/// two decoded.
+pub(crate) fn check_row_decoders(body: &[u8]) -> usize {
+    let mut decoded = 0;
+    for tail in [3, WHOLE_ROW] {
+        let key = tail.to_be_bytes();
+        let Ok(bits) = decode_row(&key, body) else {
+            continue;
+        };
+        let mut gather = Gather::new();
+        each_chunk_of_row(&key, body, &mut |chunk, bytes| gather.add(chunk, bytes))
+            .expect("a row that decodes splits into chunks that decode");
+        assert_eq!(gather.finish(), bits, "a row gathered chunk by chunk");
+        decoded += 1;
+    }
+    decoded
+}
+
+/// How many stored bitmaps of `scope` whose name starts with `name_prefix` have both a
+/// whole row and chunk rows (none should: readers would take the union, but writers change
+/// only one of the two).
+pub(crate) fn count_mixed_layouts(kv: &impl Kv, scope: Scope, name_prefix: &[u8]) -> Result<usize> {
+    let mut mixed = 0;
+    let (mut name, mut chunks, mut whole) = (Vec::new(), false, false);
+    kv.scan_prefix(&scope.bitmap_prefix(name_prefix), |key, _| {
+        let this = &key[..key.len().saturating_sub(4)];
+        if this != name.as_slice() {
+            mixed += usize::from(chunks && whole);
+            (name, chunks, whole) = (this.to_vec(), false, false);
+        }
+        match row_in_key(key) {
+            Some(RowKey::Whole) => whole = true,
+            Some(RowKey::Chunk(_)) => chunks = true,
+            None => return Err(damaged("bad chunk number in key")),
+        }
+        Ok(true)
+    })?;
+    Ok(mixed + usize::from(chunks && whole))
 }
 
 /// The stored chunk `chunk` of the bitmap whose key prefix is `prefix` (empty if none).
@@ -490,10 +666,19 @@ impl Interner {
 /// bitmap's key prefix in a hash map, they cost a hash and a probe into a table of ~100,000
 /// bitmaps (most of them one value of a unique property) per bitmap at each settle: a
 /// third of the settle's time in a bulk load.
+///
+/// A bitmap laid out [`Layout::WholeWhileSmall`] is looked up once, at the first settle
+/// after its first change: stored as a whole row or as nothing, all of it is held from then
+/// on (no chunk is read again), and the flush writes it whole again or, past
+/// [`WHOLE_MAX`], as chunk rows; stored as chunk rows, it is changed like any other.
 #[derive(Default)]
 pub(crate) struct BitmapBuffer {
     /// Held chunks, by bitmap number (an empty map where none are held).
     dirty: Vec<BTreeMap<u32, Chunk>>,
+    /// What is known of how each bitmap is stored, by bitmap number.
+    kept: Vec<Kept>,
+    /// Bitmaps laid out [`Layout::WholeWhileSmall`] changed and not looked up yet.
+    unprobed: Vec<u32>,
     /// The key prefixes of logged bitmaps, numbered.
     numbers: Interner,
     /// Bit changes not yet folded in, in the order made: (bitmap number, ordinal, set).
@@ -506,6 +691,106 @@ pub(crate) struct BitmapBuffer {
     prefix: Vec<u8>,
 }
 
+/// What a [`BitmapBuffer`] knows of how one bitmap is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kept {
+    /// Laid out [`Layout::Chunked`]: chunk rows, or nothing.
+    Chunked,
+    /// Laid out [`Layout::WholeWhileSmall`], not looked up since the last flush.
+    Unprobed,
+    /// Laid out [`Layout::WholeWhileSmall`] and queued for the look-up.
+    Queued,
+    /// Laid out [`Layout::WholeWhileSmall`] and stored as chunk rows.
+    InChunks,
+    /// Laid out [`Layout::WholeWhileSmall`] and held whole: stored as a whole row
+    /// (`whole_row`) or as nothing.
+    Held { whole_row: bool },
+}
+
+/// How one bitmap is stored, as a look-up found it.
+enum Probe {
+    Nothing,
+    Whole(Vec<u32>),
+    Chunks,
+}
+
+/// Looks up how the bitmap whose key prefix is `prefix` is stored: its whole row, else its
+/// first row. (A point look-up first: most bitmaps laid out whole are stored whole, and a
+/// range scan costs more.)
+fn probe(kv: &impl Kv, prefix: &[u8]) -> Result<Probe> {
+    if let Some(ords) = kv.get_with(&chunk_key(prefix, WHOLE_ROW), decode_whole)? {
+        return Ok(Probe::Whole(ords?));
+    }
+    let end = prefix_end(prefix).unwrap_or_default();
+    let mut found = Probe::Nothing;
+    kv.scan(
+        std::ops::Bound::Included(prefix),
+        std::ops::Bound::Excluded(&end),
+        false,
+        |key, value| {
+            if key.len() != prefix.len() + 4 {
+                return Ok(true); // a longer name that shares the prefix
+            }
+            found = match row_in_key(key) {
+                Some(RowKey::Whole) => Probe::Whole(decode_whole(value)?),
+                Some(RowKey::Chunk(_)) => Probe::Chunks,
+                None => return Err(damaged("bad chunk number in key")),
+            };
+            Ok(false)
+        },
+    )?;
+    Ok(found)
+}
+
+/// The rows a bitmap's held chunks are written as: (chunk number or [`WHOLE_ROW`], body, or
+/// `None` to delete the row).
+enum RowsOf {
+    /// Each held chunk as its chunk row.
+    Chunks(std::collections::btree_map::IntoIter<u32, Chunk>),
+    /// Rows worked out for a bitmap held whole.
+    Planned(std::vec::IntoIter<(u32, Option<Vec<u8>>)>),
+}
+
+impl Iterator for RowsOf {
+    type Item = (u32, Option<Vec<u8>>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            RowsOf::Chunks(chunks) => chunks
+                .next()
+                .map(|(number, chunk)| (number, (!chunk.is_empty()).then(|| chunk.encode()))),
+            RowsOf::Planned(rows) => rows.next(),
+        }
+    }
+}
+
+/// The rows of a bitmap held whole (`chunks` is all of it; `whole_row` says whether it is
+/// stored as a whole row now): one whole row while it has at most [`WHOLE_MAX`] ordinals
+/// (deleted when empty), else its chunk rows, the whole row deleted.
+fn whole_rows(chunks: BTreeMap<u32, Chunk>, whole_row: bool) -> Vec<(u32, Option<Vec<u8>>)> {
+    let count: usize = chunks.values().map(Chunk::len).sum();
+    if count <= WHOLE_MAX {
+        let mut ords = Vec::with_capacity(count);
+        for (number, chunk) in &chunks {
+            chunk.push_ords(number << CHUNK_BITS, &mut ords);
+        }
+        return match (ords.is_empty(), whole_row) {
+            (false, _) => vec![(WHOLE_ROW, Some(encode_whole(ords.into_iter())))],
+            (true, true) => vec![(WHOLE_ROW, None)],
+            (true, false) => Vec::new(),
+        };
+    }
+    let mut rows: Vec<(u32, Option<Vec<u8>>)> = chunks
+        .into_iter()
+        .filter(|(_, chunk)| !chunk.is_empty())
+        .map(|(number, chunk)| (number, Some(chunk.encode())))
+        .collect();
+    if whole_row {
+        rows.push((WHOLE_ROW, None));
+    }
+    rows
+}
+
 impl BitmapBuffer {
     /// Folds the logged changes into the held chunks, a bitmap and a chunk at a time: each
     /// bit takes the state of its last change.
@@ -513,6 +798,7 @@ impl BitmapBuffer {
         if self.logged.is_empty() {
             return Ok(());
         }
+        self.probe_unprobed(kv)?;
         self.read_stale(kv)?;
         let (starts, mut grouped) = group_by_bitmap(&self.logged, self.dirty.len());
         let (mut sets, mut clears) = (Vec::new(), Vec::new());
@@ -547,13 +833,41 @@ impl BitmapBuffer {
         Ok(())
     }
 
-    /// Reads into the held chunks every stale chunk not held yet, in key order.
+    /// Looks up, in key order, how each bitmap queued for it is stored; one stored whole
+    /// (or not at all) is held whole from then on.
+    fn probe_unprobed(&mut self, kv: &impl Kv) -> Result<()> {
+        let mut queued = std::mem::take(&mut self.unprobed);
+        queued.sort_unstable_by(|a, b| self.numbers.name(*a).cmp(self.numbers.name(*b)));
+        for number in queued {
+            let kept = match probe(kv, self.numbers.name(number))? {
+                Probe::Chunks => Kept::InChunks,
+                Probe::Nothing => Kept::Held { whole_row: false },
+                Probe::Whole(ords) => {
+                    let held = &mut self.dirty[number as usize];
+                    for run in ords.chunk_by(|a, b| chunk_of(*a) == chunk_of(*b)) {
+                        let offsets: Vec<u16> =
+                            run.iter().map(|ord| (ord & OFFSET_MASK) as u16).collect();
+                        held.entry(chunk_of(run[0]))
+                            .or_default()
+                            .apply(&offsets, &[]);
+                    }
+                    Kept::Held { whole_row: true }
+                }
+            };
+            self.kept[number as usize] = kept;
+        }
+        Ok(())
+    }
+
+    /// Reads into the held chunks every stale chunk not held yet, in key order (none of a
+    /// bitmap held whole).
     fn read_stale(&mut self, kv: &impl Kv) -> Result<()> {
         let mut wanted: Vec<(&[u8], u32, u32)> = Vec::new();
         for stale in &self.stale {
             let number = (stale >> 32) as u32;
             let chunk = *stale as u32;
-            if !self.dirty[number as usize].contains_key(&chunk) {
+            let held_whole = matches!(self.kept[number as usize], Kept::Held { .. });
+            if !held_whole && !self.dirty[number as usize].contains_key(&chunk) {
                 wanted.push((self.numbers.name(number), chunk, number));
             }
         }
@@ -580,23 +894,42 @@ impl BitmapBuffer {
         scope.write_bitmap_prefix(name, &mut self.prefix);
     }
 
-    /// The interned number of the bitmap whose key prefix is in `self.prefix`.
-    fn number(&mut self) -> u32 {
+    /// The interned number of the bitmap whose key prefix is in `self.prefix`, laid out
+    /// `layout`.
+    fn number(&mut self, layout: Layout) -> u32 {
         let number = self.numbers.intern(&self.prefix);
         if number as usize == self.unsettled.len() {
             self.unsettled.push(false);
             self.dirty.push(BTreeMap::new());
+            self.kept.push(match layout {
+                Layout::Chunked => Kept::Chunked,
+                Layout::WholeWhileSmall => Kept::Unprobed,
+            });
         }
         number
     }
 
-    /// Sets (`on`) or clears bit `ord` of bitmap `name`; `fresh` says its chunk holds no
-    /// stored ordinal (so it need not be read). Only logged: clears are folded in with the
-    /// sets, so a bulk update reads the chunks it changes once each, in key order, instead
-    /// of one by one as each item cleared its old values' bits.
-    pub fn change(&mut self, scope: Scope, name: &[u8], ord: u32, on: bool, fresh: bool) {
+    /// Sets (`on`) or clears bit `ord` of bitmap `name`, laid out `layout`; `fresh` says its
+    /// chunk holds no stored ordinal (so it need not be read). Only logged: clears are
+    /// folded in with the sets, so a bulk update reads the chunks it changes once each, in
+    /// key order, instead of one by one as each item cleared its old values' bits.
+    pub fn change(
+        &mut self,
+        scope: Scope,
+        name: &[u8],
+        layout: Layout,
+        ord: u32,
+        on: bool,
+        fresh: bool,
+    ) {
         self.set_prefix(scope, name);
-        let number = self.number();
+        let number = self.number(layout);
+        let kept = &mut self.kept[number as usize];
+        debug_assert_eq!(*kept == Kept::Chunked, layout == Layout::Chunked);
+        if *kept == Kept::Unprobed {
+            *kept = Kept::Queued;
+            self.unprobed.push(number);
+        }
         self.unsettled[number as usize] = true;
         self.logged.push((number, ord, on));
         if !fresh {
@@ -633,6 +966,10 @@ impl BitmapBuffer {
         for (number, held) in self.dirty.iter_mut().enumerate() {
             if self.numbers.name(number as u32).starts_with(&prefix) {
                 held.clear();
+                let kept = &mut self.kept[number];
+                if *kept != Kept::Chunked {
+                    *kept = Kept::Held { whole_row: false };
+                }
             }
         }
         writer.delete_prefix(&prefix)
@@ -642,20 +979,37 @@ impl BitmapBuffer {
     /// buffer.
     pub fn flush(&mut self, writer: &mut Writer<'_>) -> Result<()> {
         self.settle(writer)?;
-        let mut held: Vec<(&[u8], BTreeMap<u32, Chunk>)> = self
+        let mut held: Vec<(&[u8], RowsOf, usize)> = self
             .dirty
             .iter_mut()
+            .zip(&mut self.kept)
             .enumerate()
-            .filter(|(_, chunks)| !chunks.is_empty())
-            .map(|(n, chunks)| (self.numbers.name(n as u32), std::mem::take(chunks)))
-            .collect();
-        held.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let count = held.iter().map(|(_, chunks)| chunks.len()).sum();
-        let writes = held.into_iter().flat_map(|(prefix, chunks)| {
-            chunks.into_iter().map(move |(number, chunk)| {
-                let value = (!chunk.is_empty()).then(|| chunk.encode());
-                (chunk_key(prefix, number), value)
+            .filter(|(_, (chunks, _))| !chunks.is_empty())
+            .map(|(n, (chunks, kept))| {
+                let chunks = std::mem::take(chunks);
+                let (rows, count) = match *kept {
+                    Kept::Held { whole_row } => {
+                        let rows = whole_rows(chunks, whole_row);
+                        let count = rows.len();
+                        (RowsOf::Planned(rows.into_iter()), count)
+                    }
+                    _ => {
+                        let count = chunks.len();
+                        (RowsOf::Chunks(chunks.into_iter()), count)
+                    }
+                };
+                (self.numbers.name(n as u32), rows, count)
             })
+            .collect();
+        for kept in &mut self.kept {
+            if *kept != Kept::Chunked {
+                *kept = Kept::Unprobed;
+            }
+        }
+        held.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let count = held.iter().map(|(_, _, count)| count).sum();
+        let writes = held.into_iter().flat_map(|(prefix, rows, _)| {
+            rows.map(move |(number, value)| (chunk_key(prefix, number), value))
         });
         writer.put_many(count, writes)
     }
@@ -677,9 +1031,29 @@ mod tests {
     /// One change or read of a [`BitmapBuffer`] in the proptest below.
     #[derive(Clone, Debug)]
     enum BufferOp {
-        Set { name: u8, ord: u32 },
-        Clear { name: u8, ord: u32 },
-        Read { name: u8 },
+        Set {
+            name: u8,
+            ord: u32,
+        },
+        Clear {
+            name: u8,
+            ord: u32,
+        },
+        Read {
+            name: u8,
+        },
+        /// Writes the held chunks out mid-transaction ([`crate::txn::Tx::flush_bitmaps`]).
+        Flush,
+        /// Commits and starts the next transaction.
+        Commit,
+    }
+
+    /// Bitmaps 0 and 1 are laid out in chunks, 2 and 3 whole while small.
+    fn layout_of(name: u8) -> Layout {
+        match name {
+            0 | 1 => Layout::Chunked,
+            _ => Layout::WholeWhileSmall,
+        }
     }
 
     fn buffer_op() -> impl proptest::strategy::Strategy<Value = BufferOp> {
@@ -691,19 +1065,35 @@ mod tests {
             (0u32..3, 0u32..8).prop_map(|(chunk, offset)| chunk * 4096 + offset),
         ];
         prop_oneof![
-            4 => (name.clone(), ord.clone()).prop_map(|(name, ord)| BufferOp::Set { name, ord }),
-            1 => (name.clone(), ord).prop_map(|(name, ord)| BufferOp::Clear { name, ord }),
-            1 => name.prop_map(|name| BufferOp::Read { name }),
+            40 => (name.clone(), ord.clone()).prop_map(|(name, ord)| BufferOp::Set { name, ord }),
+            10 => (name.clone(), ord).prop_map(|(name, ord)| BufferOp::Clear { name, ord }),
+            10 => name.prop_map(|name| BufferOp::Read { name }),
+            1 => Just(BufferOp::Flush),
+            2 => Just(BufferOp::Commit),
         ]
     }
 
+    /// Every stored row of bitmap `name`: (chunk number or [`WHOLE_ROW`], ordinals).
+    fn stored_rows(kv: &impl Kv, scope: Scope, name: u8) -> Vec<(u32, Vec<u32>)> {
+        let mut rows = Vec::new();
+        kv.scan_prefix(&scope.bitmap_prefix(&[name]), |key, value| {
+            let number = u32::from_be_bytes(key[key.len() - 4..].try_into().unwrap());
+            rows.push((number, decode_row(key, value).unwrap().iter().collect()));
+            Ok(true)
+        })
+        .unwrap();
+        rows
+    }
+
     proptest::proptest! {
-        /// Bits logged for fresh chunks, bits set in stored chunks, cleared bits and reads
-        /// in between all agree with a plain set per bitmap, before and after the flush.
+        /// Bits logged for fresh chunks, bits set in stored chunks, cleared bits, reads,
+        /// flushes and commits in between all agree with a plain set per bitmap, in both
+        /// layouts; a bitmap laid out whole while small is stored as one whole row of at
+        /// most `WHOLE_MAX` ordinals or as chunk rows, never both.
         #[test]
         fn held_chunks_agree_with_a_model(
             stored in proptest::collection::vec((0u8..4, 0u32..4096), 0..40),
-            ops in proptest::collection::vec(buffer_op(), 1..300),
+            ops in proptest::collection::vec(buffer_op(), 1..400),
         ) {
             use crate::model::ObjectType;
             use std::collections::BTreeSet;
@@ -713,40 +1103,153 @@ mod tests {
             store.write(crate::storage::Durability::Immediate, |writer| {
                 let mut buffer = BitmapBuffer::default();
                 for (name, ord) in &stored {
-                    buffer.change(scope, &[*name], *ord, true, false);
+                    buffer.change(scope, &[*name], layout_of(*name), *ord, true, false);
                     model.entry(*name).or_default().insert(*ord);
                 }
                 buffer.flush(writer)
             }).unwrap();
-            store.write(crate::storage::Durability::Immediate, |writer| {
-                let mut buffer = BitmapBuffer::default();
-                for op in &ops {
-                    match *op {
-                        BufferOp::Set { name, ord } => {
-                            // Chunk 0 holds stored bits; chunks 1 and 2 are fresh.
-                            buffer.change(scope, &[name], ord, true, chunk_of(ord) > 0);
-                            model.entry(name).or_default().insert(ord);
-                        }
-                        BufferOp::Clear { name, ord } => {
-                            buffer.change(scope, &[name], ord, false, chunk_of(ord) > 0);
-                            model.entry(name).or_default().remove(&ord);
-                        }
-                        BufferOp::Read { name } => {
-                            let held: Vec<u32> = buffer.read(writer, scope, &[name])?.iter().collect();
-                            let want: Vec<u32> = model.get(&name).into_iter().flatten().copied().collect();
-                            assert_eq!(held, want, "read of {name}");
+            // Chunk 0 holds stored bits; chunks 1 and 2 are fresh until the first flush.
+            let mut fresh_past = Some(0);
+            for segment in ops.split(|op| matches!(op, BufferOp::Commit)) {
+                store.write(crate::storage::Durability::Immediate, |writer| {
+                    let mut buffer = BitmapBuffer::default();
+                    for op in segment {
+                        let fresh = |ord: u32| fresh_past.is_some_and(|past| chunk_of(ord) > past);
+                        match *op {
+                            BufferOp::Set { name, ord } => {
+                                buffer.change(scope, &[name], layout_of(name), ord, true, fresh(ord));
+                                model.entry(name).or_default().insert(ord);
+                            }
+                            BufferOp::Clear { name, ord } => {
+                                buffer.change(scope, &[name], layout_of(name), ord, false, fresh(ord));
+                                model.entry(name).or_default().remove(&ord);
+                            }
+                            BufferOp::Read { name } => {
+                                let held: Vec<u32> = buffer.read(writer, scope, &[name])?.iter().collect();
+                                let want: Vec<u32> = model.get(&name).into_iter().flatten().copied().collect();
+                                assert_eq!(held, want, "read of {name}");
+                            }
+                            BufferOp::Flush => {
+                                buffer.flush(writer)?;
+                                fresh_past = None;
+                            }
+                            BufferOp::Commit => unreachable!("split on"),
                         }
                     }
-                }
-                buffer.flush(writer)
-            }).unwrap();
+                    buffer.flush(writer)
+                }).unwrap();
+                fresh_past = None;
+            }
             let reader = store.read().unwrap();
             for name in 0u8..4 {
                 let stored: Vec<u32> = read(&reader, scope, &[name]).unwrap().iter().collect();
                 let want: Vec<u32> = model.get(&name).into_iter().flatten().copied().collect();
-                proptest::prop_assert_eq!(stored, want, "stored {}", name);
+                proptest::prop_assert_eq!(&stored, &want, "stored {}", name);
+                let rows = stored_rows(&reader, scope, name);
+                let whole: Vec<&(u32, Vec<u32>)> = rows.iter().filter(|(n, _)| *n == WHOLE_ROW).collect();
+                if layout_of(name) == Layout::Chunked {
+                    proptest::prop_assert!(whole.is_empty(), "a whole row of chunked {}", name);
+                } else if let Some((_, ords)) = whole.first() {
+                    proptest::prop_assert_eq!(rows.len(), 1, "whole row and chunk rows of {}", name);
+                    proptest::prop_assert!(!ords.is_empty() && ords.len() <= WHOLE_MAX);
+                } else if !stored.is_empty() && stored.len() <= WHOLE_MAX {
+                    // In chunks only once it held more than fits a whole row.
+                    let ever_big = ops.iter().filter(|op| matches!(op, BufferOp::Set { name: n, .. } if *n == name)).count()
+                        + stored.len() > WHOLE_MAX;
+                    proptest::prop_assert!(ever_big, "{} in chunks though it never outgrew a whole row", name);
+                }
             }
         }
+    }
+
+    /// Every reader takes a whole row for the chunks it holds: whole reads, unions, spans,
+    /// chunk ranges, intersections, rows one by one and reads by name.
+    #[test]
+    fn readers_take_whole_rows() {
+        use crate::model::ObjectType;
+        let scope = Scope {
+            team: 1,
+            ty: ObjectType::Contact,
+        };
+        let store = crate::storage::Store::in_memory().unwrap();
+        let ords = [5u32, 4096 * 3 + 7, 4096 * 40 + 1, 4096 * 40 + 2];
+        store
+            .write(crate::storage::Durability::Immediate, |writer| {
+                let mut buffer = BitmapBuffer::default();
+                for ord in ords {
+                    buffer.change(scope, &[9], Layout::WholeWhileSmall, ord, true, false);
+                    buffer.change(scope, &[8], Layout::Chunked, ord + 1, true, false);
+                }
+                buffer.flush(writer)
+            })
+            .unwrap();
+        let reader = store.read().unwrap();
+        let whole: RoaringBitmap = ords.into_iter().collect();
+        let shifted: RoaringBitmap = ords.iter().map(|o| o + 1).collect();
+        assert_eq!(stored_rows(&reader, scope, 9).len(), 1, "one whole row");
+        assert_eq!(stored_rows(&reader, scope, 9)[0].0, WHOLE_ROW);
+        assert_eq!(read(&reader, scope, &[9]).unwrap(), whole);
+        assert_eq!(
+            read_union(&reader, scope, &[vec![8], vec![9]]).unwrap(),
+            &whole | &shifted
+        );
+        assert_eq!(
+            read_span(&reader, scope, &[8], &[10]).unwrap(),
+            &whole | &shifted
+        );
+        let range = 3..41;
+        let in_range: RoaringBitmap = whole
+            .iter()
+            .filter(|o| range.contains(&chunk_of(*o)))
+            .collect();
+        assert_eq!(
+            read_chunks(&reader, scope, &[9], range.clone()).unwrap(),
+            in_range
+        );
+        assert_eq!(
+            read_chunks(&reader, scope, &[9], 41..50).unwrap(),
+            RoaringBitmap::new()
+        );
+        let both = read_intersection(&reader, scope, &[vec![9], vec![9]], range).unwrap();
+        assert_eq!(both, in_range);
+        let named = read_named(&reader, scope, &[9]).unwrap();
+        assert_eq!(named.get([9u8].as_slice()), Some(&whole));
+        assert_eq!(count_mixed_layouts(&reader, scope, &[]).unwrap(), 0);
+        drop(reader);
+        store
+            .write(crate::storage::Durability::Immediate, |writer| {
+                let key = chunk_key(&scope.bitmap_prefix(&[9]), 2);
+                writer.put(&key, &encode_chunk(2, &[4096 * 2].into_iter().collect()))
+            })
+            .unwrap();
+        let reader = store.read().unwrap();
+        assert_eq!(count_mixed_layouts(&reader, scope, &[]).unwrap(), 1);
+    }
+
+    #[test]
+    fn damaged_whole_rows_are_errors() {
+        let mut key = vec![7u8];
+        key.extend_from_slice(&WHOLE_ROW.to_be_bytes());
+        let too_many = encode_whole(0..WHOLE_MAX as u32 + 1);
+        for body in [
+            &[][..],
+            &[WHOLE_TAG, 0, 0, 1][..],
+            &[WHOLE_TAG, 0, 0, 0, 2, 0, 0, 0, 1][..],
+            &[WHOLE_TAG, 0, 0, 0, 2, 0, 0, 0, 2][..],
+            &[ARRAY_TAG, 0, 1][..],
+            &too_many[..],
+        ] {
+            assert!(decode_row(&key, body).is_err(), "{body:?}");
+            assert!(each_chunk_of_row(&key, body, &mut |_, _| Ok(())).is_err());
+        }
+        assert_eq!(
+            decode_row(&key, &encode_whole([3, 9].into_iter())).unwrap(),
+            [3u32, 9].into_iter().collect::<RoaringBitmap>()
+        );
+        let whole = encode_whole([3, 9, 4096 * 7].into_iter());
+        assert_eq!(check_row_decoders(&whole), 1, "a whole row");
+        assert_eq!(check_row_decoders(&[ARRAY_TAG, 0, 1]), 1, "a chunk row");
+        assert_eq!(check_row_decoders(&[9]), 0);
     }
 
     #[test]
@@ -837,7 +1340,7 @@ mod tests {
                 let mut buffer = BitmapBuffer::default();
                 for (name, bitmap) in bitmaps.iter().enumerate() {
                     for ord in bitmap {
-                        buffer.change(scope, &[name as u8], ord, true, true);
+                        buffer.change(scope, &[name as u8], Layout::Chunked, ord, true, true);
                     }
                 }
                 buffer.flush(writer)
@@ -898,12 +1401,18 @@ mod tests {
             assert!(Gather::new().add(0, bytes).is_err(), "{bytes:?}");
             assert!(Union::default().add(0, bytes).is_err(), "{bytes:?}");
         }
-        assert_eq!(chunk_in_key(&[0, 0, 0x0f, 0xff, 0xff]), Some(0xf_ffff));
-        assert_eq!(
-            chunk_in_key(&[0, 0, 0x10, 0, 0]),
-            None,
+        assert!(matches!(
+            row_in_key(&[0, 0, 0x0f, 0xff, 0xff]),
+            Some(RowKey::Chunk(0xf_ffff))
+        ));
+        assert!(
+            row_in_key(&[0, 0, 0x10, 0, 0]).is_none(),
             "past every ordinal"
         );
-        assert_eq!(chunk_in_key(&[1, 2, 3]), None, "too short");
+        assert!(matches!(
+            row_in_key(&[0, 0xff, 0xff, 0xff, 0xff]),
+            Some(RowKey::Whole)
+        ));
+        assert!(row_in_key(&[1, 2, 3]).is_none(), "too short");
     }
 }

@@ -22,9 +22,14 @@ use crate::storage::{Durability, Kv, Store, Writer};
 use crate::txn::{ReadView, Shared, Tx, View};
 use crate::{records, schema_ops};
 
-/// The file format this build writes. Files of another format are refused: format 1 kept
-/// the value index as one key per value and record, which this build does not read.
-pub const FORMAT_VERSION: u32 = 2;
+/// The file format this build writes. Format 2 files are read and stamped format 3 when
+/// opened: format 3 only added whole rows for small reference bitmaps, which a format 2
+/// build cannot read. Files of other formats are refused: format 1 kept the value index as
+/// one key per value and record, which this build does not read.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The earlier format this build opens, stamping it [`FORMAT_VERSION`].
+const UPGRADED_FORMAT: u32 = 2;
 const IDENTITY: &[u8] = b"prismdb";
 
 /// How a database is opened.
@@ -656,14 +661,14 @@ fn check_or_stamp_format(writer: &mut Writer<'_>) -> Result<()> {
     let identity = writer.get(&identity_key)?;
     let format = writer.get_with(&format_key, keys::read_u32)?.flatten();
     match (identity, format) {
-        (Some(id), Some(format)) if id == IDENTITY => {
-            if format != FORMAT_VERSION {
-                return Err(Error::Internal(format!(
-                    "the file has format {format}; this build reads only format {FORMAT_VERSION}"
-                )));
-            }
-            Ok(())
-        }
+        (Some(id), Some(format)) if id == IDENTITY => match format {
+            FORMAT_VERSION => Ok(()),
+            UPGRADED_FORMAT => writer.put(&format_key, &FORMAT_VERSION.to_be_bytes()),
+            _ => Err(Error::Internal(format!(
+                "the file has format {format}; this build reads formats {UPGRADED_FORMAT} \
+                 and {FORMAT_VERSION}"
+            ))),
+        },
         (None, None) => {
             let mut empty = true;
             writer.scan_prefix(&[], |_, _| {
@@ -873,6 +878,38 @@ mod tests {
             Err(other) => panic!("unexpected error {other}"),
             Ok(_) => panic!("a newer format was opened"),
         }
+    }
+
+    #[test]
+    fn a_format_2_file_opens_and_becomes_format_3_and_format_1_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let stamp = |format: u32| {
+            let store = Store::open(&path, 1 << 20).unwrap();
+            store
+                .write(Durability::Immediate, |w| {
+                    w.put(&[keys::META, b'F'], &format.to_be_bytes())
+                })
+                .unwrap();
+        };
+        let stamped = || {
+            let store = Store::open(&path, 1 << 20).unwrap();
+            let reader = store.read().unwrap();
+            reader
+                .get_with(&[keys::META, b'F'], keys::read_u32)
+                .unwrap()
+                .flatten()
+        };
+        drop(Database::open(&path).unwrap());
+        stamp(2);
+        drop(Database::open(&path).unwrap());
+        assert_eq!(
+            stamped(),
+            Some(3),
+            "opened and stamped with the format it now may hold"
+        );
+        stamp(1);
+        assert!(Database::open(&path).is_err(), "format 1 is not read");
     }
 
     #[test]

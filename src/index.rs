@@ -13,7 +13,7 @@
 
 use roaring::RoaringBitmap;
 
-use crate::bitmap;
+use crate::bitmap::{self, Layout};
 use crate::codec::{StoredRecord, StoredValue};
 use crate::error::Result;
 use crate::keys::{self, Scope};
@@ -183,19 +183,28 @@ fn eight_bytes(encoded: std::result::Result<Vec<u8>, memcomparable::Error>) -> [
 /// dozen bitmaps; building each name as a vector of its own (grown two or three times) was
 /// a sixth of creating a record in an import (callgrind, 25,000 contacts: 406 of 2,400
 /// million instructions).
+/// Each name comes with the layout of its bitmap's rows ([`Layout`]), which every writer of
+/// that bitmap must ask for.
 #[derive(Debug, Default)]
 pub(crate) struct Names {
     bytes: Vec<u8>,
     ends: Vec<usize>,
+    layouts: Vec<Layout>,
 }
 
 impl Names {
     /// The names, in the order written.
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.iter_laid().map(|(name, _)| name)
+    }
+
+    /// The names with their bitmaps' layouts, in the order written.
+    pub fn iter_laid(&self) -> impl Iterator<Item = (&[u8], Layout)> + '_ {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts
             .zip(self.ends.iter().copied())
-            .map(|(start, end)| &self.bytes[start..end])
+            .zip(self.layouts.iter().copied())
+            .map(|((start, end), layout)| (&self.bytes[start..end], layout))
     }
 
     /// Whether there are none.
@@ -203,15 +212,34 @@ impl Names {
         self.ends.is_empty()
     }
 
-    /// Appends a name that `write` appends to the buffer; `write` returning `false` means
-    /// there is none, and whatever it appended is dropped.
+    /// Appends the name of a bitmap laid out [`Layout::Chunked`] that `write` appends to
+    /// the buffer; `write` returning `false` means there is none, and whatever it appended
+    /// is dropped.
     fn push(&mut self, write: impl FnOnce(&mut Vec<u8>) -> bool) {
+        self.push_laid(Layout::Chunked, write);
+    }
+
+    /// [`Names::push`] of a bitmap laid out `layout`.
+    fn push_laid(&mut self, layout: Layout, write: impl FnOnce(&mut Vec<u8>) -> bool) {
         let start = self.bytes.len();
         if write(&mut self.bytes) {
             self.ends.push(self.bytes.len());
+            self.layouts.push(layout);
         } else {
             self.bytes.truncate(start);
         }
+    }
+}
+
+/// The layout of the value index bitmaps of property `prop`. A reference's value bitmap
+/// holds the few records pointing at one target, spread over the whole ordinal range: one
+/// whole row while it is small ([`Layout::WholeWhileSmall`]), not a row per record's chunk.
+/// Other values are either held by one record each (e-mail, phone: a chunk row is as
+/// small, and needs no look-up before a write) or by many (a city).
+pub(crate) fn index_layout(prop: &Property) -> Layout {
+    match prop.kind {
+        Kind::Reference => Layout::WholeWhileSmall,
+        _ => Layout::Chunked,
     }
 }
 
@@ -330,7 +358,7 @@ pub(crate) fn index_names(prop: &Property, value: &StoredValue, names: &mut Name
         return;
     }
     let mut indexed = false;
-    names.push(|out| {
+    names.push_laid(index_layout(prop), |out| {
         write_prefix(out, keys::INDEX_BITMAP, prop.pid);
         indexed = write_encoded(out, prop, value);
         indexed

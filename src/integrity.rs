@@ -270,6 +270,13 @@ fn compare_bitmaps(
             scope.ty
         ));
     }
+    let mixed = bitmap::count_mixed_layouts(view.kv(), scope, &[keys::INDEX_BITMAP])?;
+    if mixed > 0 {
+        problems.push(format!(
+            "{}: {mixed} index bitmaps are stored both whole and in chunks",
+            scope.ty
+        ));
+    }
     let pending = bitmap::read(view.kv(), scope, keys::GRAM_PENDING)?;
     let stored_grams = bitmap::read_named(view.kv(), scope, &[keys::GRAM_BITMAP])?;
     let missing = expected

@@ -105,6 +105,13 @@ pub mod fuzzing {
         }
     }
 
+    /// Decodes arbitrary bytes as a stored bitmap row, as a chunk row and as a whole row;
+    /// returns how many of the two decoded (and checks that each that did reads the same
+    /// whole and chunk by chunk).
+    pub fn decode_bitmap_row(bytes: &[u8]) -> usize {
+        crate::bitmap::check_row_decoders(bytes)
+    }
+
     /// Decodes arbitrary bytes as the stored rows of an import chunk; returns whether they
     /// decoded.
     pub fn decode_job_rows(bytes: &[u8]) -> bool {

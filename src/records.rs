@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use uuid::{NoContext, Timestamp, Uuid};
 
 use crate::access;
+use crate::bitmap::Layout;
 use crate::codec::{
     decode_record, decode_value, encode_record, is_trashed, record_ord, StoredRecord, StoredValue,
 };
@@ -758,8 +759,8 @@ fn link(
     how: Link<'_>,
 ) -> Result<()> {
     let live = matches!(how, Link::Live(_));
-    for name in index::bitmaps_of(catalog, record).iter() {
-        tx.bitmap_set(scope, name, record.ord, live)?;
+    for (name, layout) in index::bitmaps_of(catalog, record).iter_laid() {
+        tx.bitmap_set_laid(scope, name, layout, record.ord, live)?;
     }
     if live {
         add_grams(tx, scope, catalog, record, |_| true)?;
@@ -976,13 +977,13 @@ fn reindex(
         index::bitmaps_of(catalog, old),
         index::bitmaps_of(catalog, new),
     );
-    let before: BTreeSet<&[u8]> = old_names.iter().collect();
-    let after: BTreeSet<&[u8]> = new_names.iter().collect();
-    for gone in before.difference(&after) {
-        tx.bitmap_set(scope, gone, new.ord, false)?;
+    let before: BTreeSet<(&[u8], Layout)> = old_names.iter_laid().collect();
+    let after: BTreeSet<(&[u8], Layout)> = new_names.iter_laid().collect();
+    for (gone, layout) in before.difference(&after) {
+        tx.bitmap_set_laid(scope, gone, *layout, new.ord, false)?;
     }
-    for added in after.difference(&before) {
-        tx.bitmap_set(scope, added, new.ord, true)?;
+    for (added, layout) in after.difference(&before) {
+        tx.bitmap_set_laid(scope, added, *layout, new.ord, true)?;
     }
     add_grams(tx, scope, catalog, new, |pid| {
         old.value(pid) != new.value(pid)

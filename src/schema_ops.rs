@@ -128,14 +128,14 @@ fn build_entries(tx: &mut Tx<'_, '_>, scope: Scope, catalog: &Catalog, pid: u16)
             let mut names = index::Names::default();
             index::index_names(&prop, value, &mut names);
             index::gram_names(&prop, value, &mut names);
-            for name in names.iter() {
-                entries.push((name.to_vec(), record.ord));
+            for (name, layout) in names.iter_laid() {
+                entries.push((name.to_vec(), layout, record.ord));
             }
         }
         Ok(true)
     })?;
-    for (name, ord) in entries {
-        tx.bitmap_set(scope, &name, ord, true)?;
+    for (name, layout, ord) in entries {
+        tx.bitmap_set_laid(scope, &name, layout, ord, true)?;
     }
     Ok(())
 }

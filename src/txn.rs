@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
 use uuid::Uuid;
 
-use crate::bitmap::{self, BitmapBuffer};
+use crate::bitmap::{self, BitmapBuffer, Layout};
 use crate::column::{self, ColumnBuffer};
 use crate::error::{Error, Result};
 use crate::keys::{self, Scope};
@@ -552,8 +552,23 @@ impl<'w, 't> Tx<'w, 't> {
     /// stored record can only hold this transaction's new records, so its first bit is set
     /// without reading storage (a read per value and record was 15% of a bulk load).
     pub fn bitmap_set(&mut self, scope: Scope, name: &[u8], ord: u32, on: bool) -> Result<()> {
+        self.bitmap_set_laid(scope, name, Layout::Chunked, ord, on)
+    }
+
+    /// [`Tx::bitmap_set`] of a bitmap laid out `layout` (every writer of one bitmap passes
+    /// the same: [`crate::index::Names`] carries it).
+    pub fn bitmap_set_laid(
+        &mut self,
+        scope: Scope,
+        name: &[u8],
+        layout: Layout,
+        ord: u32,
+        on: bool,
+    ) -> Result<()> {
         let fresh = self.is_fresh(scope, ord)?;
-        self.bitmaps.get_mut().change(scope, name, ord, on, fresh);
+        self.bitmaps
+            .get_mut()
+            .change(scope, name, layout, ord, on, fresh);
         Ok(())
     }
 

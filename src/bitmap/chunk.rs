@@ -128,6 +128,22 @@ impl Chunk {
         }
     }
 
+    /// How many ordinals the chunk holds.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Chunk::Sparse(offsets) => offsets.len(),
+            Chunk::Dense(words) => words.iter().map(|w| w.count_ones() as usize).sum(),
+        }
+    }
+
+    /// Appends the chunk's ordinals, ascending, for a chunk whose first ordinal is `base`.
+    pub(crate) fn push_ords(&self, base: u32, out: &mut Vec<u32>) {
+        match self {
+            Chunk::Sparse(offsets) => out.extend(offsets.iter().map(|o| base + u32::from(*o))),
+            Chunk::Dense(words) => out.extend(offsets_of(words).map(|o| base + u32::from(o))),
+        }
+    }
+
     /// Adds offsets `sets` and removes offsets `clears` (each sorted; no offset in both).
     pub(crate) fn apply(&mut self, sets: &[u16], clears: &[u16]) {
         match self {
