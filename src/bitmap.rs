@@ -714,9 +714,9 @@ enum Probe {
     Chunks,
 }
 
-/// Looks up how the bitmap whose key prefix is `prefix` is stored: its whole row, else its
-/// first row. (A point look-up first: most bitmaps laid out whole are stored whole, and a
-/// range scan costs more.)
+/// Looks up how the bitmap whose key prefix is `prefix` is stored: a point read of its
+/// whole row (most bitmaps laid out whole are stored whole, and a range read costs more),
+/// else a range read for its first chunk row.
 fn probe(kv: &impl Kv, prefix: &[u8]) -> Result<Probe> {
     if let Some(ords) = kv.get_with(&chunk_key(prefix, WHOLE_ROW), decode_whole)? {
         return Ok(Probe::Whole(ords?));
@@ -727,16 +727,11 @@ fn probe(kv: &impl Kv, prefix: &[u8]) -> Result<Probe> {
         std::ops::Bound::Included(prefix),
         std::ops::Bound::Excluded(&end),
         false,
-        |key, value| {
-            if key.len() != prefix.len() + 4 {
-                return Ok(true); // a longer name that shares the prefix
+        |key, _| {
+            if key.len() == prefix.len() + 4 {
+                found = Probe::Chunks;
             }
-            found = match row_in_key(key) {
-                Some(RowKey::Whole) => Probe::Whole(decode_whole(value)?),
-                Some(RowKey::Chunk(_)) => Probe::Chunks,
-                None => return Err(damaged("bad chunk number in key")),
-            };
-            Ok(false)
+            Ok(key.len() != prefix.len() + 4) // on past longer names that share the prefix
         },
     )?;
     Ok(found)

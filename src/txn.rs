@@ -548,9 +548,10 @@ impl<'w, 't> Tx<'w, 't> {
         Ok(Scope { team: number, ty })
     }
 
-    /// Sets (`on`) or clears bit `ord` of bitmap `name` of `scope`. A chunk past every
-    /// stored record can only hold this transaction's new records, so its first bit is set
-    /// without reading storage (a read per value and record was 15% of a bulk load).
+    /// Sets (`on`) or clears bit `ord` of bitmap `name` of `scope`, a bitmap laid out in
+    /// chunks (all but references' value bitmaps, see [`Tx::bitmap_set_laid`]). A chunk past
+    /// every stored record can only hold this transaction's new records, so its first bit
+    /// is set without reading storage (a read per value and record was 15% of a bulk load).
     pub fn bitmap_set(&mut self, scope: Scope, name: &[u8], ord: u32, on: bool) -> Result<()> {
         self.bitmap_set_laid(scope, name, Layout::Chunked, ord, on)
     }
