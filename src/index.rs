@@ -183,6 +183,7 @@ fn eight_bytes(encoded: std::result::Result<Vec<u8>, memcomparable::Error>) -> [
 /// dozen bitmaps; building each name as a vector of its own (grown two or three times) was
 /// a sixth of creating a record in an import (callgrind, 25,000 contacts: 406 of 2,400
 /// million instructions).
+///
 /// Each name comes with the layout of its bitmap's rows ([`Layout`]), which every writer of
 /// that bitmap must ask for.
 #[derive(Debug, Default)]
