@@ -108,17 +108,22 @@ fn decode_whole(body: &[u8]) -> Result<Vec<u32>> {
     Ok(ords)
 }
 
-/// A whole row's ordinals cut into chunk bodies (array layout), in chunk order.
-fn whole_as_chunks(body: &[u8]) -> Result<Vec<(u32, Vec<u8>)>> {
-    let ords = decode_whole(body)?;
-    Ok(ords
-        .chunk_by(|a, b| chunk_of(*a) == chunk_of(*b))
+/// Ascending, distinct ordinals cut into chunks: (chunk number, chunk), in chunk order.
+fn chunks_of_ords(ords: &[u32]) -> impl Iterator<Item = (u32, Chunk)> + '_ {
+    ords.chunk_by(|a, b| chunk_of(*a) == chunk_of(*b))
         .map(|run| {
             let mut chunk = Chunk::default();
             let offsets: Vec<u16> = run.iter().map(|ord| (ord & OFFSET_MASK) as u16).collect();
             chunk.apply(&offsets, &[]);
-            (chunk_of(run[0]), chunk.encode())
+            (chunk_of(run[0]), chunk)
         })
+}
+
+/// A whole row's ordinals cut into chunk bodies (array layout), in chunk order.
+fn whole_as_chunks(body: &[u8]) -> Result<Vec<(u32, Vec<u8>)>> {
+    let ords = decode_whole(body)?;
+    Ok(chunks_of_ords(&ords)
+        .map(|(number, chunk)| (number, chunk.encode()))
         .collect())
 }
 
@@ -838,14 +843,8 @@ impl BitmapBuffer {
                 Probe::Chunks => Kept::InChunks,
                 Probe::Nothing => Kept::Held { whole_row: false },
                 Probe::Whole(ords) => {
-                    let held = &mut self.dirty[number as usize];
-                    for run in ords.chunk_by(|a, b| chunk_of(*a) == chunk_of(*b)) {
-                        let offsets: Vec<u16> =
-                            run.iter().map(|ord| (ord & OFFSET_MASK) as u16).collect();
-                        held.entry(chunk_of(run[0]))
-                            .or_default()
-                            .apply(&offsets, &[]);
-                    }
+                    // Nothing of this bitmap is held before its look-up.
+                    self.dirty[number as usize].extend(chunks_of_ords(&ords));
                     Kept::Held { whole_row: true }
                 }
             };

@@ -106,7 +106,7 @@ impl Chunk {
             }
             Chunk::Sparse(offsets) => Chunk::Dense(bits_of(offsets)).encode(),
             Chunk::Dense(words) => {
-                let count = words.iter().map(|w| w.count_ones() as usize).sum();
+                let count = self.len();
                 if count <= ARRAY_MAX {
                     return array_body(offsets_of(words), count);
                 }
