@@ -88,7 +88,8 @@ impl<V: View> Evaluator<'_, V> {
         Ok(match filter {
             Filter::All => domain.clone(),
             Filter::And(parts) => {
-                // Cheap, selective parts first: each later part sees a smaller domain.
+                // Cheap, selective parts first: each later part sees a smaller domain. A
+                // part's result lies within the domain it is given, so it is the new one.
                 let mut ordered: Vec<&Filter> = parts.iter().collect();
                 ordered.sort_by_key(|part| cost(part));
                 let mut acc = domain.clone();
@@ -96,7 +97,7 @@ impl<V: View> Evaluator<'_, V> {
                     if acc.is_empty() {
                         break;
                     }
-                    acc &= self.bitmap(part, scope, catalog, &acc)?;
+                    acc = self.bitmap(part, scope, catalog, &acc)?;
                 }
                 acc
             }
