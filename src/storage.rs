@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -86,6 +86,10 @@ pub(crate) struct Store {
     /// `committed` callback (an import's progress callback) is refused, as it would wait
     /// for the turn it holds.
     pipeline_thread: parking_lot::Mutex<Option<std::thread::ThreadId>>,
+    /// Counts the commits of announced writes (see [`Writer::announce`]): odd while one is
+    /// under way, so that a reader can tell whether its snapshot began between two of them
+    /// ([`Reader::stamp`]). Changed only under the writers' turn.
+    announced: AtomicU64,
 }
 
 fn internal(context: &str, err: impl std::fmt::Display) -> Error {
@@ -182,6 +186,7 @@ impl Store {
             writers: parking_lot::Mutex::new(()),
             waiting: AtomicUsize::new(0),
             pipeline_thread: parking_lot::Mutex::new(None),
+            announced: AtomicU64::new(0),
         })
     }
 
@@ -220,16 +225,36 @@ impl Store {
 
     /// Begins a read transaction: a consistent snapshot that later commits do not change.
     pub fn read(&self) -> Result<Reader> {
-        guarded("begin read", || {
-            let txn = self
-                .db
+        let announced_before = self.announced.load(Ordering::SeqCst);
+        let table = guarded("begin read", || {
+            self.db
                 .begin_read()
-                .map_err(|e| internal("begin read", e))?;
-            let table = txn
+                .map_err(|e| internal("begin read", e))?
                 .open_table(TABLE)
-                .map_err(|e| internal("open table", e))?;
-            Ok(Reader { table })
+                .map_err(|e| internal("open table", e))
+        })?;
+        let announced_after = self.announced.load(Ordering::SeqCst);
+        let between = announced_before == announced_after && announced_before.is_multiple_of(2);
+        Ok(Reader {
+            table,
+            stamp: between.then_some(announced_before),
         })
+    }
+
+    /// Marks an announced commit as under way (the count becomes odd; it stays odd if a
+    /// pipeline left it so) and returns the count to end it with. Called under the
+    /// writers' turn, before the commit.
+    fn announce_begin(&self) -> u64 {
+        let count = self.announced.load(Ordering::SeqCst);
+        let under_way = count + 1 + (count & 1);
+        self.announced.store(under_way, Ordering::SeqCst);
+        under_way
+    }
+
+    /// Marks the announced commit begun at `under_way` as ended, whether it succeeded or
+    /// not: what the file holds does not change again until the next commit.
+    fn announce_end(&self, under_way: u64) {
+        self.announced.store(under_way + 1, Ordering::SeqCst);
     }
 
     /// Runs `body` in one write transaction and commits it if `body` returns `Ok`.
@@ -271,12 +296,18 @@ impl Store {
                 .open_table(TABLE)
                 .map_err(|e| self.fail(internal("open table", e)))?;
             let mut writer = Writer::over(Base::Table(table), Arc::default());
-            let outcome = body(&mut writer).and_then(|value| writer.flush().map(|()| value));
+            let outcome = body(&mut writer)
+                .and_then(|value| writer.flush().map(|()| (value, writer.announced)));
             (outcome, writer.storage_failed)
         };
         match outcome {
-            Ok(value) => {
-                txn.commit().map_err(|e| self.fail(internal("commit", e)))?;
+            Ok((value, announced)) => {
+                let under_way = announced.then(|| self.announce_begin());
+                let committed = txn.commit();
+                if let Some(under_way) = under_way {
+                    self.announce_end(under_way);
+                }
+                committed.map_err(|e| self.fail(internal("commit", e)))?;
                 Ok(value)
             }
             Err(err) => {
@@ -426,6 +457,18 @@ fn scan_unguarded<T: ReadableTable<&'static [u8], &'static [u8]>>(
 /// A read transaction: every read sees the state of one commit.
 pub(crate) struct Reader {
     table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    /// See [`Reader::stamp`].
+    stamp: Option<u64>,
+}
+
+impl Reader {
+    /// How many announced commits (see [`Writer::announce`]) this snapshot holds, when
+    /// that is certain: two snapshots with the same stamp hold the same announced writes,
+    /// so what only announced commits change (catalogs) is the same in both. `None` when
+    /// an announced commit was under way as the snapshot began.
+    pub fn stamp(&self) -> Option<u64> {
+        self.stamp
+    }
 }
 
 impl Kv for Reader {
@@ -464,6 +507,8 @@ pub(crate) struct Writer<'txn> {
     pending_bytes: usize,
     /// Whether applying held writes to redb failed (the store is then marked failed).
     storage_failed: bool,
+    /// Whether this transaction's commit is announced (see [`Writer::announce`]).
+    announced: bool,
 }
 
 /// Where a writer reads what it does not hold.
@@ -520,7 +565,15 @@ impl<'txn> Writer<'txn> {
             pending: BTreeMap::new(),
             pending_bytes: 0,
             storage_failed: false,
+            announced: false,
         }
+    }
+
+    /// Announces this transaction's commit: readers whose snapshots begin while it is under
+    /// way get no [`Reader::stamp`], and those after it a new one. Writes that caches keyed
+    /// by the stamp depend on (catalogs) must be announced.
+    pub fn announce(&mut self) {
+        self.announced = true;
     }
 
     /// Stores `value` under `key`, replacing what was there.
@@ -615,8 +668,9 @@ impl<'txn> Writer<'txn> {
     }
 
     /// The writes this writer holds, for the pipeline to commit.
-    fn into_held(self) -> HeldWrites {
-        self.pending
+    /// The held writes, and whether the transaction was announced.
+    fn into_held(self) -> (HeldWrites, bool) {
+        (self.pending, self.announced)
     }
 }
 
@@ -883,6 +937,65 @@ mod tests {
             store.read().unwrap().get(b"a").unwrap(),
             Some(b"2".to_vec())
         );
+    }
+
+    #[test]
+    fn only_announced_commits_change_the_readers_stamp() {
+        let store = Store::in_memory().unwrap();
+        let first = store.read().unwrap().stamp();
+        assert!(first.is_some());
+        store
+            .write(Durability::Eventual, |w| w.put(b"a", b"1"))
+            .unwrap();
+        assert_eq!(store.read().unwrap().stamp(), first, "not announced");
+        let refused: Result<()> = store.write(Durability::Eventual, |w| {
+            w.announce();
+            Err(Error::Conflict("stop".into()))
+        });
+        assert!(refused.is_err());
+        assert_eq!(store.read().unwrap().stamp(), first, "nothing committed");
+        store
+            .write(Durability::Eventual, |w| {
+                w.announce();
+                w.put(b"b", b"2")
+            })
+            .unwrap();
+        let second = store.read().unwrap().stamp();
+        assert!(second.is_some() && second != first);
+        // A snapshot begun while an announced commit is under way has no stamp.
+        let under_way = store.announce_begin();
+        assert_eq!(store.read().unwrap().stamp(), None);
+        store.announce_end(under_way);
+        let third = store.read().unwrap().stamp();
+        assert!(third.is_some() && third != second);
+    }
+
+    #[test]
+    fn an_announced_pipelined_commit_leaves_readers_without_a_stamp() {
+        let store = Store::in_memory().unwrap();
+        let mut steps = 0;
+        store
+            .write_pipelined(
+                Durability::Eventual,
+                |w| {
+                    steps += 1;
+                    if steps == 2 {
+                        w.announce();
+                    }
+                    w.put(&[steps], b"x")?;
+                    Ok(steps < 3)
+                },
+                || Ok(()),
+            )
+            .unwrap();
+        assert_eq!(store.read().unwrap().stamp(), None);
+        store
+            .write(Durability::Eventual, |w| {
+                w.announce();
+                w.put(b"c", b"3")
+            })
+            .unwrap();
+        assert!(store.read().unwrap().stamp().is_some());
     }
 
     #[derive(Clone, Debug)]

@@ -19,12 +19,15 @@ use crate::schema::Catalog;
 use crate::storage::{Kv, Reader, Writer};
 
 /// Caches shared by every transaction of one open database. Entries are only ever taken
-/// from committed state, and catalogs are checked against the stored version on each use,
-/// so a reader never sees a cache newer or older than its own snapshot.
+/// from committed state, and catalogs are used only for a snapshot of the stamp they were
+/// read at or after a check against the stored version, so a reader never sees a cache
+/// newer or older than its own snapshot.
 #[derive(Default)]
 pub(crate) struct Shared {
     teams: RwLock<HashMap<Uuid, u32>>,
-    catalogs: Mutex<HashMap<(Uuid, ObjectType), Arc<Catalog>>>,
+    /// Catalogs by team and type, each with the stamp of the snapshots it is known to be
+    /// the catalog of (see [`View::stamp`]), if any.
+    catalogs: Mutex<HashMap<(Uuid, ObjectType), StampedCatalog>>,
     names: Mutex<HashMap<Scope, NameCache>>,
     /// The live bitmap of each scope for the state with that mutation counter: every query
     /// starts from it, and decoding it is 80 µs at a million records.
@@ -33,6 +36,9 @@ pub(crate) struct Shared {
     /// scope), by scope and derivation key, with the scope's mutation counter they hold for.
     derived: Mutex<HashMap<(Scope, Vec<u8>), Stamped>>,
 }
+
+/// A cached catalog with the stamp of the snapshots it is the catalog of, if known.
+type StampedCatalog = (Arc<Catalog>, Option<u64>);
 
 /// A cached bitmap with the scope's mutation counter of the state it was read from.
 type Stamped = (u64, Arc<RoaringBitmap>);
@@ -241,6 +247,14 @@ fn catalog_version(bytes: &[u8]) -> Option<u64> {
 /// The committed catalog of (`team`, `ty`) as `view`'s storage holds it: from the shared
 /// cache when its version is the stored one, else decoded (and cached).
 fn stored_catalog(view: &(impl View + ?Sized), team: Uuid, ty: ObjectType) -> Result<Arc<Catalog>> {
+    // A snapshot with the stamp a cached catalog was read at holds the same catalog: only
+    // announced commits change catalogs.
+    let stamp = view.stamp();
+    if let Some((cached, Some(at))) = view.shared().catalogs.lock().get(&(team, ty)) {
+        if stamp == Some(*at) {
+            return Ok(cached.clone());
+        }
+    }
     let key = view
         .team(team)?
         .map(|number| Scope { team: number, ty }.prefix(keys::SCHEMA));
@@ -254,18 +268,20 @@ fn stored_catalog(view: &(impl View + ?Sized), team: Uuid, ty: ObjectType) -> Re
         None => 0,
     };
     let cached = view.shared().catalogs.lock().get(&(team, ty)).cloned();
-    if let Some(cached) = cached.filter(|c| c.version == version) {
-        return Ok(cached);
-    }
-    let stored = match (&key, stored_version) {
-        (Some(key), Some(_)) => view.kv().get_with(key, decode_catalog)?.transpose()?,
-        _ => None,
+    let catalog = match cached.filter(|(c, _)| c.version == version) {
+        Some((cached, _)) => cached,
+        None => {
+            let stored = match (&key, stored_version) {
+                (Some(key), Some(_)) => view.kv().get_with(key, decode_catalog)?.transpose()?,
+                _ => None,
+            };
+            Arc::new(stored.unwrap_or_else(|| Catalog::default_for(team, ty)))
+        }
     };
-    let catalog = Arc::new(stored.unwrap_or_else(|| Catalog::default_for(team, ty)));
     view.shared()
         .catalogs
         .lock()
-        .insert((team, ty), catalog.clone());
+        .insert((team, ty), (catalog.clone(), stamp));
     Ok(catalog)
 }
 
@@ -279,6 +295,13 @@ pub(crate) trait View {
 
     /// The caches of the database.
     fn shared(&self) -> &Shared;
+
+    /// The stamp of the committed state this view reads (see `storage::Reader::stamp`), if
+    /// it is a snapshot and the stamp is certain: views with the same stamp read the same
+    /// catalogs. `None` for write transactions.
+    fn stamp(&self) -> Option<u64> {
+        None
+    }
 
     /// The counters of `scope` as this transaction sees them.
     fn counters(&self, scope: Scope) -> Result<Counters>;
@@ -337,10 +360,12 @@ pub(crate) trait View {
 
     /// The catalog of (`team`, `ty`): stored, pending, or the default one.
     ///
-    /// The shared cache is checked against the version stored in this view, so the catalog
-    /// returned is always the one of this view's own state. Versions of one (team, type)
-    /// only grow and the cache only learns committed catalogs (a transaction's own changes
-    /// stay pending in it), so equal versions mean equal catalogs.
+    /// The shared cache is used as it is by a snapshot of the stamp its entry was read at
+    /// (no commit between holds a catalog change, see [`View::stamp`]), and is otherwise
+    /// checked against the version stored in this view, so the catalog returned is always
+    /// the one of this view's own state. Versions of one (team, type) only grow and the
+    /// cache only learns committed catalogs (a transaction's own changes stay pending in
+    /// it), so equal versions mean equal catalogs.
     fn catalog(&self, team: Uuid, ty: ObjectType) -> Result<Arc<Catalog>> {
         if let Some(pending) = self.pending_catalog(team, ty) {
             return Ok(pending);
@@ -402,6 +427,10 @@ impl View for ReadView<'_> {
 
     fn shared(&self) -> &Shared {
         self.shared
+    }
+
+    fn stamp(&self) -> Option<u64> {
+        self.reader.stamp()
     }
 
     fn counters(&self, scope: Scope) -> Result<Counters> {
@@ -663,6 +692,7 @@ impl<'w, 't> Tx<'w, 't> {
         rmp_serde::encode::write(&mut bytes, &catalog)
             .map_err(|e| Error::Internal(format!("cannot encode catalog: {e}")))?;
         self.writer.put(&scope.prefix(keys::SCHEMA), &bytes)?;
+        self.writer.announce();
         self.catalogs.insert((team, scope.ty), Arc::new(catalog));
         Ok(())
     }

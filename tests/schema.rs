@@ -416,3 +416,51 @@ fn substring_search_is_switched_on_and_off_for_text_only() {
         assert_consistent(&db);
     }
 }
+
+#[test]
+fn a_snapshot_reads_its_own_catalog_after_schema_changes() {
+    let (db, me) = setup();
+    let admin = Principal::admin(me.team, me.user);
+    let c = contact(&db, &me, json!({"name": "Ada"}));
+    // The shared cache learns the first catalog, then a snapshot begins on it.
+    db.get(&me, ObjectType::Contact, c.id).unwrap();
+    let before = db.snapshot().unwrap();
+    let nickname = PropertySpec {
+        indexed: Some(true),
+        ..spec("nickname", "text")
+    };
+    db.add_property(&admin, ObjectType::Contact, &nickname)
+        .unwrap();
+    db.patch(
+        &me,
+        ObjectType::Contact,
+        c.id,
+        &input(json!({"nickname": "A"})),
+    )
+    .unwrap();
+    // A read after the change puts the new catalog in the cache.
+    assert_eq!(
+        db.get(&me, ObjectType::Contact, c.id).unwrap().properties["nickname"],
+        "A"
+    );
+    let old = before.get(&me, ObjectType::Contact, c.id).unwrap();
+    assert!(
+        old.properties.get("nickname").is_none(),
+        "the snapshot's catalog has no nickname: {old:?}"
+    );
+    assert_eq!(
+        before
+            .find(&me, ObjectType::Contact, "nickname", "A")
+            .unwrap_err()
+            .code(),
+        "unknown_property",
+        "unknown to the snapshot's catalog"
+    );
+    // And a read after the snapshot's still sees the new catalog.
+    assert_eq!(
+        db.find(&me, ObjectType::Contact, "nickname", "A")
+            .unwrap()
+            .id,
+        c.id
+    );
+}

@@ -115,7 +115,15 @@ impl Store {
             let mut writer = Writer::over(Base::Snapshot(snapshot), Arc::clone(below));
             let go_on = step(&mut writer);
             panicked = false;
-            Ok((go_on?, writer.into_held()))
+            let go_on = go_on?;
+            let (writes, announced) = writer.into_held();
+            if announced {
+                // Its commit runs beside the next build, and the turn may be handed over
+                // between them: the count is left odd (readers get no stamp) until an
+                // announced commit of `Store::write` ends.
+                self.announce_begin();
+            }
+            Ok((go_on, writes))
         });
         if panicked {
             self.failed.store(true, Ordering::SeqCst);
