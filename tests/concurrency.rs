@@ -245,3 +245,61 @@ fn readers_never_see_a_torn_state_while_a_writer_runs() {
     let report = db.verify_integrity().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
 }
+
+/// The properties named `extra…` in a catalog.
+fn extras(catalog: &prismdb::Catalog) -> usize {
+    catalog
+        .properties()
+        .iter()
+        .filter(|p| p.slug.starts_with("extra"))
+        .count()
+}
+
+#[test]
+fn a_snapshot_reads_the_catalog_of_its_own_state_while_properties_are_added() {
+    const ADDED: u64 = 40;
+    let db = Database::in_memory().unwrap();
+    // The team exists before the readers start.
+    db.create(
+        &me(),
+        C,
+        &RecordInput::from_properties(json!({"name": "x"})).unwrap(),
+    )
+    .unwrap();
+    let added = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for i in 0..ADDED {
+                let spec = PropertySpec {
+                    slug: format!("extra{i}"),
+                    kind: "text".into(),
+                    ..PropertySpec::default()
+                };
+                db.add_property(&me(), C, &spec).unwrap();
+                added.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let mut last_seen = 0;
+                while added.load(Ordering::SeqCst) < ADDED {
+                    let before = added.load(Ordering::SeqCst) as usize;
+                    let snapshot = db.snapshot().unwrap();
+                    let after = added.load(Ordering::SeqCst) as usize;
+                    // Later commits fill the shared cache before this snapshot asks.
+                    std::thread::yield_now();
+                    let seen = extras(&snapshot.schema(&me(), C).unwrap());
+                    assert!(
+                        (before..=after + 1).contains(&seen),
+                        "a snapshot begun with {before}–{after} properties added sees {seen}"
+                    );
+                    assert!(seen >= last_seen, "{seen} after {last_seen}");
+                    last_seen = seen;
+                    // A fresh read right after sees at least as much.
+                    assert!(extras(&db.schema(&me(), C).unwrap()) >= seen);
+                }
+            });
+        }
+    });
+    assert_eq!(extras(&db.schema(&me(), C).unwrap()), ADDED as usize);
+}
