@@ -667,8 +667,8 @@ impl<'txn> Writer<'txn> {
         applied
     }
 
-    /// The writes this writer holds, for the pipeline to commit.
-    /// The held writes, and whether the transaction was announced.
+    /// The writes this writer holds, for the pipeline to commit, and whether the
+    /// transaction was announced.
     fn into_held(self) -> (HeldWrites, bool) {
         (self.pending, self.announced)
     }

@@ -245,7 +245,8 @@ fn catalog_version(bytes: &[u8]) -> Option<u64> {
 }
 
 /// The committed catalog of (`team`, `ty`) as `view`'s storage holds it: from the shared
-/// cache when its version is the stored one, else decoded (and cached).
+/// cache when it was read at this view's stamp or its version is the stored one, else
+/// decoded (and cached, with this view's stamp).
 fn stored_catalog(view: &(impl View + ?Sized), team: Uuid, ty: ObjectType) -> Result<Arc<Catalog>> {
     // A snapshot with the stamp a cached catalog was read at holds the same catalog: only
     // announced commits change catalogs.
