@@ -161,14 +161,14 @@ impl<M: StorageBackend, J: StorageBackend> Journaled<M, J> {
         Ok(backend)
     }
 
-    /// Checkpoints once the journal holds `bytes` (default [`CHECKPOINT_BYTES`]); tests use
+    /// Checkpoints once the journal holds `bytes` (default `CHECKPOINT_BYTES`); tests use
     /// small sizes to checkpoint often.
     pub fn checkpoint_every(mut self, bytes: u64) -> Self {
         self.checkpoint_bytes = bytes.max(HEADER_LEN + 1);
         self
     }
 
-    /// Stops journaling a commit once it wrote `bytes` (default [`COMMIT_JOURNAL_BYTES`]).
+    /// Stops journaling a commit once it wrote `bytes` (default `COMMIT_JOURNAL_BYTES`).
     pub fn journal_commits_up_to(mut self, bytes: u64) -> Self {
         self.commit_journal_bytes = bytes;
         self
