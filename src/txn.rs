@@ -251,9 +251,10 @@ fn stored_catalog(view: &(impl View + ?Sized), team: Uuid, ty: ObjectType) -> Re
     // A snapshot with the stamp a cached catalog was read at holds the same catalog: only
     // announced commits change catalogs.
     let stamp = view.stamp();
-    if let Some((cached, Some(at))) = view.shared().catalogs.lock().get(&(team, ty)) {
+    let cached = view.shared().catalogs.lock().get(&(team, ty)).cloned();
+    if let Some((catalog, Some(at))) = &cached {
         if stamp == Some(*at) {
-            return Ok(cached.clone());
+            return Ok(catalog.clone());
         }
     }
     let key = view
@@ -268,21 +269,26 @@ fn stored_catalog(view: &(impl View + ?Sized), team: Uuid, ty: ObjectType) -> Re
         Some(None) => return Err(Error::Internal("stored schema catalog is damaged".into())),
         None => 0,
     };
-    let cached = view.shared().catalogs.lock().get(&(team, ty)).cloned();
-    let catalog = match cached.filter(|(c, _)| c.version == version) {
-        Some((cached, _)) => cached,
-        None => {
-            let stored = match (&key, stored_version) {
-                (Some(key), Some(_)) => view.kv().get_with(key, decode_catalog)?.transpose()?,
-                _ => None,
-            };
-            Arc::new(stored.unwrap_or_else(|| Catalog::default_for(team, ty)))
-        }
+    let remember = |catalog: &Arc<Catalog>| {
+        view.shared()
+            .catalogs
+            .lock()
+            .insert((team, ty), (catalog.clone(), stamp));
     };
-    view.shared()
-        .catalogs
-        .lock()
-        .insert((team, ty), (catalog.clone(), stamp));
+    if let Some((catalog, _)) = cached.filter(|(c, _)| c.version == version) {
+        // Checked: a snapshot's stamp is worth remembering with it; a write transaction
+        // (no stamp) leaves the entry as it is.
+        if stamp.is_some() {
+            remember(&catalog);
+        }
+        return Ok(catalog);
+    }
+    let stored = match (&key, stored_version) {
+        (Some(key), Some(_)) => view.kv().get_with(key, decode_catalog)?.transpose()?,
+        _ => None,
+    };
+    let catalog = Arc::new(stored.unwrap_or_else(|| Catalog::default_for(team, ty)));
+    remember(&catalog);
     Ok(catalog)
 }
 
