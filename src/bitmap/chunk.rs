@@ -183,7 +183,7 @@ impl Chunk {
     }
 
     /// Sorted distinct `offsets` as a chunk: sparse while there are few enough.
-    fn sparse_or_dense(offsets: Vec<u16>) -> Chunk {
+    pub(crate) fn sparse_or_dense(offsets: Vec<u16>) -> Chunk {
         match offsets.len() <= ARRAY_MAX {
             true => Chunk::Sparse(offsets),
             false => Chunk::Dense(bits_of(&offsets)),

@@ -12,7 +12,7 @@ use std::io;
 
 use redb::StorageBackend;
 
-/// Adjacent ranges are written back together up to this many bytes per write.
+/// Adjacent ranges are written back together, a write ending once it reaches this many bytes.
 const WRITE_BACK_BYTES: usize = 1 << 20;
 
 /// Buffers of ranges written back are kept for new ones up to this many bytes in all.
@@ -142,7 +142,8 @@ impl Overlay {
         }
     }
 
-    /// Writes every held range to `file` in offset order, adjacent ranges in one write, and
+    /// Writes every held range to `file` in offset order, adjacent ranges in one write (a
+    /// range with no adjacent one is written from where it is held, not copied first), and
     /// holds nothing after.
     ///
     /// Returns the error of the first write that fails; everything stays held then, and a
@@ -150,19 +151,22 @@ impl Overlay {
     pub(super) fn write_back(&mut self, file: &impl StorageBackend) -> io::Result<()> {
         let mut run: Vec<u8> = Vec::new();
         let mut run_start = 0;
-        for (start, held) in &self.ranges {
-            let adjacent = run_start + run.len() as u64 == *start;
-            if !run.is_empty() && (!adjacent || run.len() + held.len() > WRITE_BACK_BYTES) {
+        let mut ranges = self.ranges.iter().peekable();
+        while let Some((&start, held)) = ranges.next() {
+            let end = start + held.len() as u64;
+            let next_adjacent = ranges.peek().is_some_and(|(&next, _)| next == end);
+            if run.is_empty() && !next_adjacent {
+                file.write(start, held)?;
+                continue;
+            }
+            if run.is_empty() {
+                run_start = start;
+            }
+            run.extend_from_slice(held);
+            if !next_adjacent || run.len() >= WRITE_BACK_BYTES {
                 file.write(run_start, &run)?;
                 run.clear();
             }
-            if run.is_empty() {
-                run_start = *start;
-            }
-            run.extend_from_slice(held);
-        }
-        if !run.is_empty() {
-            file.write(run_start, &run)?;
         }
         for held in std::mem::take(&mut self.ranges).into_values() {
             self.keep_spare(held);
