@@ -295,6 +295,11 @@ fn median_us(ops: usize, group: usize, mut f: impl FnMut(usize)) -> f64 {
         samples.push(start.elapsed().as_secs_f64() * 1e6 / n as f64);
         i += n;
     }
+    median(samples)
+}
+
+/// The median of `samples`.
+fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
     samples[samples.len() / 2]
 }
@@ -989,10 +994,6 @@ fn alternating_medians(ops: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> 
         b();
         b_samples.push(start.elapsed().as_secs_f64() * 1e6);
     }
-    let median = |mut samples: Vec<f64>| {
-        samples.sort_by(|x, y| x.partial_cmp(y).unwrap());
-        samples[samples.len() / 2]
-    };
     (median(a_samples), median(b_samples))
 }
 

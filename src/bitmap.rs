@@ -424,7 +424,7 @@ fn scan_chunk_range(
         std::ops::Bound::Excluded(&end),
         false,
         |key, value| {
-            if key.len() != prefix.len() + 4 {
+            if !owns_row(&prefix, key) {
                 return Ok(true); // a longer name that shares the prefix
             }
             match row_in_key(key) {
@@ -798,7 +798,7 @@ fn scan_probes(kv: &impl Kv, prefixes: &[&[u8]], found: &mut Vec<Probe>) -> Resu
             |key, body| {
                 while let Some(prefix) = prefixes.get(found.len()) {
                     if owns_row(prefix, key) {
-                        if key.ends_with(&WHOLE_ROW.to_be_bytes()) {
+                        if matches!(row_in_key(key), Some(RowKey::Whole)) {
                             pending = Probe::Whole(decode_whole(body)?);
                         } else if matches!(pending, Probe::Nothing) {
                             pending = Probe::Chunks;
@@ -859,10 +859,10 @@ fn probe(kv: &impl Kv, prefix: &[u8]) -> Result<Probe> {
         std::ops::Bound::Excluded(&end),
         false,
         |key, _| {
-            if key.len() == prefix.len() + 4 {
+            if owns_row(prefix, key) {
                 found = Probe::Chunks;
             }
-            Ok(key.len() != prefix.len() + 4) // on past longer names that share the prefix
+            Ok(!owns_row(prefix, key)) // on past longer names that share the prefix
         },
     )?;
     Ok(found)
