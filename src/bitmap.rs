@@ -24,7 +24,7 @@ use std::hash::BuildHasher;
 use roaring::RoaringBitmap;
 
 use crate::error::Result;
-use crate::keys::Scope;
+use crate::keys::{self, Scope};
 use crate::storage::{prefix_end, Kv, Writer};
 
 mod chunk;
@@ -877,6 +877,16 @@ enum RowsOf {
     Planned(std::vec::IntoIter<(u32, Option<Vec<u8>>)>),
 }
 
+impl RowsOf {
+    /// How many rows are left.
+    fn len(&self) -> usize {
+        match self {
+            RowsOf::Chunks(chunks) => chunks.len(),
+            RowsOf::Planned(rows) => rows.len(),
+        }
+    }
+}
+
 impl Iterator for RowsOf {
     type Item = (u32, Option<Vec<u8>>);
 
@@ -963,7 +973,7 @@ impl BitmapBuffer {
     /// (or not at all) is held whole from then on.
     fn probe_unprobed(&mut self, kv: &impl Kv) -> Result<()> {
         let mut queued = std::mem::take(&mut self.unprobed);
-        queued.sort_unstable_by(|a, b| self.numbers.name(*a).cmp(self.numbers.name(*b)));
+        queued.sort_unstable_by(|a, b| keys::compare(self.numbers.name(*a), self.numbers.name(*b)));
         let prefixes: Vec<&[u8]> = queued.iter().map(|n| self.numbers.name(*n)).collect();
         let probes = probe_sorted(kv, &prefixes)?;
         for (number, found) in queued.into_iter().zip(probes) {
@@ -993,7 +1003,7 @@ impl BitmapBuffer {
                 wanted.push((self.numbers.name(number), chunk, number));
             }
         }
-        wanted.sort_unstable();
+        wanted.sort_unstable_by(|a, b| keys::compare(a.0, b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
         wanted.dedup();
         for (name, chunk, number) in wanted {
             let stored = read_chunk(kv, name, chunk)?;
@@ -1101,36 +1111,31 @@ impl BitmapBuffer {
     /// buffer.
     pub fn flush(&mut self, writer: &mut Writer<'_>) -> Result<()> {
         self.settle(writer)?;
-        let mut held: Vec<(&[u8], RowsOf, usize)> = self
-            .dirty
-            .iter_mut()
-            .zip(&mut self.kept)
-            .enumerate()
-            .filter(|(_, (chunks, _))| !chunks.is_empty())
-            .map(|(n, (chunks, kept))| {
-                let chunks = std::mem::take(chunks);
-                let (rows, count) = match *kept {
-                    Kept::Held { whole_row } => {
-                        let rows = whole_rows(chunks, whole_row);
-                        let count = rows.len();
-                        (RowsOf::Planned(rows.into_iter()), count)
-                    }
-                    _ => {
-                        let count = chunks.len();
-                        (RowsOf::Chunks(chunks.into_iter()), count)
-                    }
-                };
-                (self.numbers.name(n as u32), rows, count)
-            })
+        // Sorted as (name, number) pairs, small to move; the chunks are taken afterwards.
+        let mut order: Vec<(&[u8], usize)> = (self.dirty.iter().enumerate())
+            .filter(|(_, chunks)| !chunks.is_empty())
+            .map(|(n, _)| (self.numbers.name(n as u32), n))
             .collect();
+        order.sort_unstable_by(|a, b| keys::compare(a.0, b.0));
+        let mut count = 0;
+        let mut held = Vec::with_capacity(order.len());
+        for (prefix, n) in order {
+            let chunks = std::mem::take(&mut self.dirty[n]);
+            let rows = match self.kept[n] {
+                Kept::Held { whole_row } => {
+                    RowsOf::Planned(whole_rows(chunks, whole_row).into_iter())
+                }
+                _ => RowsOf::Chunks(chunks.into_iter()),
+            };
+            count += rows.len();
+            held.push((prefix, rows));
+        }
         for kept in &mut self.kept {
             if *kept != Kept::Chunked {
                 *kept = Kept::Unprobed;
             }
         }
-        held.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let count = held.iter().map(|(_, _, count)| count).sum();
-        let writes = held.into_iter().flat_map(|(prefix, rows, _)| {
+        let writes = held.into_iter().flat_map(|(prefix, rows)| {
             rows.map(move |(number, value)| (chunk_key(prefix, number), value))
         });
         writer.put_many(count, writes)

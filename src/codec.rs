@@ -133,7 +133,9 @@ fn damaged(why: impl std::fmt::Display) -> Error {
 
 /// Encodes a record for storage.
 pub(crate) fn encode_record(record: &StoredRecord) -> Result<Vec<u8>> {
-    let mut out = vec![RECORD_FORMAT, u8::from(!record.is_live())];
+    // Room for a record of a dozen short properties without growing.
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&[RECORD_FORMAT, u8::from(!record.is_live())]);
     rmp_serde::encode::write(&mut out, record)
         .map_err(|e| Error::Internal(format!("cannot encode record: {e}")))?;
     Ok(out)

@@ -194,6 +194,15 @@ pub(crate) struct Names {
 }
 
 impl Names {
+    /// No names yet, with room for about `count` of them.
+    pub fn with_capacity(count: usize) -> Names {
+        Names {
+            bytes: Vec::with_capacity(count * 16),
+            ends: Vec::with_capacity(count),
+            layouts: Vec::with_capacity(count),
+        }
+    }
+
     /// The names, in the order written.
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.iter_laid().map(|(name, _)| name)
@@ -382,7 +391,7 @@ pub(crate) fn record_gram_names(
     record: &StoredRecord,
     pick: impl Fn(u16) -> bool,
 ) -> Names {
-    let mut names = Names::default();
+    let mut names = Names::with_capacity(16);
     for (pid, value) in &record.props {
         if let Some(prop) = catalog.by_pid(*pid).filter(|p| pick(p.pid)) {
             gram_names(prop, value, &mut names);
@@ -438,7 +447,8 @@ pub(crate) fn value_bitmap_prefix(pid: u16) -> Vec<u8> {
 /// boolean value bitmaps, and the value index and range bucket bitmaps of the properties
 /// `catalog` puts in the value index.
 pub(crate) fn bitmaps_of(catalog: &Catalog, record: &StoredRecord) -> Names {
-    let mut names = Names::default();
+    // About three names per property (a value's index bitmap and two range buckets).
+    let mut names = Names::with_capacity(3 * record.props.len());
     for (pid, value) in &record.props {
         match value {
             StoredValue::Options(nums) => {

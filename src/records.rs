@@ -648,19 +648,8 @@ fn check_reference(
     target: ObjectType,
     id: u128,
 ) -> Result<u32> {
-    let live_ord = |bytes: &[u8]| -> Result<Option<u32>> {
-        Ok(if is_trashed(bytes)? {
-            None
-        } else {
-            Some(record_ord(bytes)?)
-        })
-    };
     let ord = match view.scope(team, target)? {
-        // A damaged target is no target, as a missing one.
-        Some(scope) => view
-            .kv()
-            .get_with(&scope.record(id), live_ord)?
-            .and_then(|ord| ord.ok().flatten()),
+        Some(scope) => view.live_ord(scope, id)?,
         None => None,
     };
     match ord {
@@ -958,7 +947,7 @@ fn validated_new(
         source: input.source.map(|s| s.as_u128()),
         is_user_object: input.is_user_object.unwrap_or(true),
         list: input.list.as_ref().map(Value::to_string),
-        props: Vec::new(),
+        props: Vec::with_capacity(input.default.len()),
     };
     let slots = apply_values(tx, principal.team, &catalog, &mut record, &input.default)?;
     Ok((scope, catalog, record, slots))

@@ -9,6 +9,7 @@
 //! [`Reader`] / [`Writer`] and the [`Kv`] trait that both implement, so that read logic
 //! runs unchanged inside a write transaction and sees that transaction's own writes.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
@@ -504,6 +505,9 @@ pub(crate) struct Writer<'txn> {
     /// outside a pipeline): read through, under this writer's own.
     below: Arc<HeldWrites>,
     pending: HeldWrites,
+    /// The first bytes of the keys held in `pending` or `below`, so that reads of the
+    /// other logical tables go straight to redb.
+    held_tags: HeldTags,
     pending_bytes: usize,
     /// Whether applying held writes to redb failed (the store is then marked failed).
     storage_failed: bool,
@@ -521,6 +525,67 @@ enum Base<'txn> {
 
 /// Writes held in key order.
 type HeldWrites = BTreeMap<Vec<u8>, Held>;
+
+/// Which first key bytes (logical tables: a key's tag) a writer holds writes under, so that
+/// its reads of the other tables skip the held writes: bit `b` for first byte `b` below 63
+/// (bit 0 also for the empty key), bit 63 for any higher first byte.
+#[derive(Clone, Copy, Debug, Default)]
+struct HeldTags(u64);
+
+impl HeldTags {
+    /// The first bytes of the keys of `writes` (a look-up per distinct first byte).
+    fn of(writes: &HeldWrites) -> HeldTags {
+        let mut tags = HeldTags::default();
+        let mut from = Vec::new();
+        let after = |from: &[u8]| {
+            writes
+                .range::<[u8], _>((Bound::Included(from), Bound::Unbounded))
+                .next()
+                .map(|(key, _)| key)
+        };
+        while let Some(key) = after(&from) {
+            tags.add(key);
+            match key.first() {
+                None => from = vec![0],
+                Some(&byte) if byte < 63 => from = vec![byte + 1],
+                Some(_) => break,
+            }
+        }
+        tags
+    }
+
+    fn bucket(first: Option<u8>) -> u32 {
+        u32::from(first.map_or(0, |byte| byte.min(63)))
+    }
+
+    fn add(&mut self, key: &[u8]) {
+        self.0 |= 1 << HeldTags::bucket(key.first().copied());
+    }
+
+    /// Whether a held key may start with a byte from `low` to `high` (`None`: unbounded).
+    fn may_hold(&self, low: Option<u8>, high: Option<u8>) -> bool {
+        let low = HeldTags::bucket(low);
+        let high = high.map_or(63, |_| HeldTags::bucket(high));
+        let span = (u64::MAX >> (63 - high)) & (u64::MAX << low);
+        self.0 & span != 0
+    }
+}
+
+/// The first byte of a scan's start bound's key (`None` when unbounded or empty).
+fn first_byte(start: Bound<&[u8]>) -> Option<u8> {
+    match start {
+        Bound::Included(key) | Bound::Excluded(key) => key.first().copied(),
+        Bound::Unbounded => None,
+    }
+}
+
+/// The first byte of a scan's end bound's key (`None` when unbounded; 0 for the empty key).
+fn last_byte(end: Bound<&[u8]>) -> Option<u8> {
+    match end {
+        Bound::Included(key) | Bound::Excluded(key) => Some(key.first().copied().unwrap_or(0)),
+        Bound::Unbounded => None,
+    }
+}
 
 /// A write held until the flush.
 enum Held {
@@ -544,6 +609,9 @@ impl Held {
 /// Held writes past this many bytes are applied early (still inside the transaction).
 const FLUSH_BYTES: usize = 64 << 20;
 
+/// What one held write is counted as beyond its key and value bytes (the tree's share).
+const HELD_OVERHEAD: usize = 32;
+
 /// [`Writer::put_many`] merges a run into the held writes (a pass over both) only when it
 /// is at least this fraction of them (else a tree descent each is less) ...
 const MERGE_RATIO: usize = 8;
@@ -561,6 +629,7 @@ impl<'txn> Writer<'txn> {
     fn over(base: Base<'txn>, below: Arc<HeldWrites>) -> Writer<'txn> {
         Writer {
             base,
+            held_tags: HeldTags::of(&below),
             below,
             pending: BTreeMap::new(),
             pending_bytes: 0,
@@ -589,12 +658,16 @@ impl<'txn> Writer<'txn> {
     /// Stores `value` under `key`, which the caller knows holds nothing yet (a fresh id).
     /// The flush fails with `internal` if the key turns out to exist.
     pub fn put_new(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
-        let held = if self.pending.contains_key(&key) || self.below.contains_key(&key) {
-            Held::Put(value)
-        } else {
-            Held::New(value)
-        };
-        self.hold(key, held)
+        let bytes = key.len() + value.len() + HELD_OVERHEAD;
+        self.held_tags.add(&key);
+        let held_below = !self.below.is_empty() && self.below.contains_key(&key);
+        // One descent of the held writes: a bulk load holds two new keys per record.
+        match self.pending.entry(key) {
+            Entry::Occupied(mut held) => *held.get_mut() = Held::Put(value),
+            Entry::Vacant(slot) if held_below => _ = slot.insert(Held::Put(value)),
+            Entry::Vacant(slot) => _ = slot.insert(Held::New(value)),
+        }
+        self.count_held(bytes)
     }
 
     /// Holds `count` writes at once (`Some` puts the value, `None` deletes the key; of
@@ -610,8 +683,10 @@ impl<'txn> Writer<'txn> {
         writes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<()> {
         let mut bytes = 0;
+        let tags = &mut self.held_tags;
         let held = writes.into_iter().map(|(key, value)| {
-            bytes += key.len() + value.as_ref().map_or(0, Vec::len) + 32;
+            tags.add(&key);
+            bytes += key.len() + value.as_ref().map_or(0, Vec::len) + HELD_OVERHEAD;
             (key, value.map_or(Held::Delete, Held::Put))
         });
         if count >= MERGE_MIN_WRITES && count.saturating_mul(MERGE_RATIO) >= self.pending.len() {
@@ -622,11 +697,13 @@ impl<'txn> Writer<'txn> {
         } else {
             self.pending.extend(held);
         }
-        self.pending_bytes += bytes;
-        if self.pending_bytes > FLUSH_BYTES {
-            self.flush()?;
-        }
-        Ok(())
+        self.count_held(bytes)
+    }
+
+    /// Whether a write of `key` is held (by this writer or the pipeline's below it): one
+    /// not applied to redb yet, or not committed yet.
+    pub fn holds(&self, key: &[u8]) -> bool {
+        self.pending.contains_key(key) || self.below.contains_key(key)
     }
 
     /// Removes `key` if present.
@@ -645,8 +722,15 @@ impl<'txn> Writer<'txn> {
     }
 
     fn hold(&mut self, key: Vec<u8>, held: Held) -> Result<()> {
-        self.pending_bytes += key.len() + held.value().map_or(0, <[u8]>::len) + 32;
+        let bytes = key.len() + held.value().map_or(0, <[u8]>::len) + HELD_OVERHEAD;
+        self.held_tags.add(&key);
         self.pending.insert(key, held);
+        self.count_held(bytes)
+    }
+
+    /// Counts `bytes` more held; past [`FLUSH_BYTES`], applies the held writes.
+    fn count_held(&mut self, bytes: usize) -> Result<()> {
+        self.pending_bytes += bytes;
         if self.pending_bytes > FLUSH_BYTES {
             self.flush()?;
         }
@@ -661,6 +745,7 @@ impl<'txn> Writer<'txn> {
             return Ok(());
         };
         let held = std::mem::take(&mut self.pending);
+        self.held_tags = HeldTags::of(&self.below);
         self.pending_bytes = 0;
         let applied = apply_writes(table, &held);
         self.storage_failed |= applied.is_err();
@@ -740,7 +825,12 @@ fn insert_run(
 
 impl Kv for Writer<'_> {
     fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
-        match self.pending.get(key).or_else(|| self.below.get(key)) {
+        let first = key.first().copied();
+        let held = match self.held_tags.may_hold(first, Some(first.unwrap_or(0))) {
+            true => self.pending.get(key).or_else(|| self.below.get(key)),
+            false => None,
+        };
+        match held {
             Some(held) => Ok(held.value().map(f)),
             None => match &self.base {
                 Base::Table(table) => get_in(table, key, f),
@@ -773,7 +863,7 @@ impl Writer<'_> {
         reverse: bool,
         f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
-        if self.pending.is_empty() && self.below.is_empty() {
+        if !self.held_tags.may_hold(first_byte(start), last_byte(end)) {
             return scan_in(table, start, end, reverse, f);
         }
         guarded("range", || {
@@ -1082,6 +1172,19 @@ mod tests {
                         assert_eq!(all(&*w, true), backwards);
                         let probe = key(op_key(op));
                         assert_eq!(w.get(&probe)?, model.get(&probe).cloned());
+                        // A scan of one first byte: it skips the held writes when none
+                        // start with that byte.
+                        let first = [probe[0]];
+                        let mut within = Vec::new();
+                        w.scan_prefix(&first, |k, v| {
+                            within.push((k.to_vec(), v.to_vec()));
+                            Ok(true)
+                        })?;
+                        let expected: Vec<_> = (model.iter())
+                            .filter(|(k, _)| k[0] == first[0])
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        assert_eq!(within, expected);
                     }
                     Ok(())
                 })
@@ -1090,6 +1193,29 @@ mod tests {
                 proptest::prop_assert_eq!(all(&store.read().unwrap(), false), expected);
             }
         }
+    }
+
+    #[test]
+    fn held_tags_tell_which_first_bytes_may_be_held() {
+        let mut writes = HeldWrites::new();
+        for key in [&[][..], &[3, 1], &[3, 9], &[200, 0]] {
+            writes.insert(key.to_vec(), Held::Delete);
+        }
+        let tags = HeldTags::of(&writes);
+        assert!(
+            tags.may_hold(Some(0), Some(0)),
+            "the empty key counts as byte 0"
+        );
+        assert!(tags.may_hold(Some(3), Some(3)));
+        assert!(!tags.may_hold(Some(4), Some(62)));
+        assert!(
+            tags.may_hold(Some(4), Some(63)),
+            "bytes from 63 on share one bit"
+        );
+        assert!(tags.may_hold(Some(70), None));
+        assert!(tags.may_hold(None, Some(2)));
+        assert!(!tags.may_hold(Some(1), Some(2)));
+        assert!(!HeldTags::of(&HeldWrites::new()).may_hold(None, None));
     }
 
     fn op_key(op: &Op) -> u8 {

@@ -680,3 +680,49 @@ fn eventual_commits_survive_a_clean_close() {
         "Ada"
     );
 }
+
+/// A reference is checked against its target as the writing transaction sees it, whatever
+/// earlier writes found (the ordinals of live targets are cached between transactions).
+#[test]
+fn references_follow_their_target_through_trash_restore_and_rollback() {
+    let (db, me) = setup();
+    let org = db
+        .create(
+            &me,
+            ObjectType::Organization,
+            &input(json!({"name": "Acme"})),
+        )
+        .unwrap();
+    let to = |id: Uuid| input(json!({"organization": id.to_string()}));
+    let refers = |db: &Database, id: Uuid| db.create(&me, ObjectType::Contact, &to(id));
+    refers(&db, org.id).unwrap();
+    refers(&db, org.id).unwrap();
+    db.delete(&me, ObjectType::Organization, org.id).unwrap();
+    assert_eq!(refers(&db, org.id).unwrap_err().code(), "invalid_value");
+    db.restore(&me, ObjectType::Organization, org.id).unwrap();
+    refers(&db, org.id).unwrap();
+
+    // Within one batch: found live, then trashed, then refused; the batch rolls back.
+    let err = db
+        .write_batch(&me, |batch| {
+            batch.create_id(ObjectType::Contact, &to(org.id))?;
+            batch.delete(ObjectType::Organization, org.id)?;
+            batch.create_id(ObjectType::Contact, &to(org.id))
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_value");
+    refers(&db, org.id).unwrap();
+
+    // An organization made and referenced in a batch that rolls back is no target after it.
+    let mut made = None;
+    let rolled_back = db.write_batch(&me, |batch| {
+        let id = batch.create_id(ObjectType::Organization, &input(json!({"name": "Gone"})))?;
+        made = Some(id);
+        batch.create_id(ObjectType::Contact, &to(id))?;
+        Err::<(), _>(Error::InvalidRequest("roll back".into()))
+    });
+    assert!(rolled_back.is_err());
+    let gone = made.expect("the batch made the organization");
+    assert_eq!(refers(&db, gone).unwrap_err().code(), "invalid_value");
+    assert_consistent(&db);
+}
