@@ -24,7 +24,7 @@ use std::hash::BuildHasher;
 use roaring::RoaringBitmap;
 
 use crate::error::Result;
-use crate::keys::{self, Scope};
+use crate::keys::Scope;
 use crate::storage::{prefix_end, Kv, Writer};
 
 mod chunk;
@@ -973,7 +973,7 @@ impl BitmapBuffer {
     /// (or not at all) is held whole from then on.
     fn probe_unprobed(&mut self, kv: &impl Kv) -> Result<()> {
         let mut queued = std::mem::take(&mut self.unprobed);
-        queued.sort_unstable_by(|a, b| keys::compare(self.numbers.name(*a), self.numbers.name(*b)));
+        queued.sort_unstable_by(|a, b| self.numbers.name(*a).cmp(self.numbers.name(*b)));
         let prefixes: Vec<&[u8]> = queued.iter().map(|n| self.numbers.name(*n)).collect();
         let probes = probe_sorted(kv, &prefixes)?;
         for (number, found) in queued.into_iter().zip(probes) {
@@ -1003,7 +1003,7 @@ impl BitmapBuffer {
                 wanted.push((self.numbers.name(number), chunk, number));
             }
         }
-        wanted.sort_unstable_by(|a, b| keys::compare(a.0, b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+        wanted.sort_unstable();
         wanted.dedup();
         for (name, chunk, number) in wanted {
             let stored = read_chunk(kv, name, chunk)?;
@@ -1116,7 +1116,7 @@ impl BitmapBuffer {
             .filter(|(_, chunks)| !chunks.is_empty())
             .map(|(n, _)| (self.numbers.name(n as u32), n))
             .collect();
-        order.sort_unstable_by(|a, b| keys::compare(a.0, b.0));
+        order.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut count = 0;
         let mut held = Vec::with_capacity(order.len());
         for (prefix, n) in order {

@@ -38,8 +38,6 @@
 //! (Tag `0x07` held the value index as one key per record and value before it became
 //! bitmaps; it is not used.)
 
-use std::cmp::Ordering;
-
 use crate::model::ObjectType;
 
 /// Tag of the metadata rows.
@@ -164,46 +162,4 @@ pub(crate) fn trailing_id(key: &[u8]) -> Option<u128> {
 /// Reads a big-endian u32 from `bytes`, which must be exactly 4 long.
 pub(crate) fn read_u32(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(bytes.try_into().ok()?))
-}
-
-/// Orders two keys as bytes, as `a.cmp(b)` does, eight bytes at a time and without a call
-/// to `memcmp`: sorting a bulk load's ~40,000 changed bitmaps by key compares short keys
-/// that share their first bytes, where the calls cost more than the comparing.
-pub(crate) fn compare(a: &[u8], b: &[u8]) -> Ordering {
-    let common = a.len().min(b.len());
-    let mut at = 0;
-    while at + 8 <= common {
-        let word = |key: &[u8]| u64::from_be_bytes(key[at..at + 8].try_into().expect("8 bytes"));
-        let (x, y) = (word(a), word(b));
-        if x != y {
-            return x.cmp(&y);
-        }
-        at += 8;
-    }
-    for (x, y) in a[at..common].iter().zip(&b[at..common]) {
-        if x != y {
-            return x.cmp(y);
-        }
-    }
-    a.len().cmp(&b.len())
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn compare_orders_keys_as_bytes(
-            a in proptest::collection::vec(0u8..4, 0..40),
-            b in proptest::collection::vec(0u8..4, 0..40),
-        ) {
-            prop_assert_eq!(super::compare(&a, &b), a.cmp(&b));
-            // Keys that share a long start, as bitmap keys do.
-            let (mut long_a, mut long_b) = (vec![7u8; 19], vec![7u8; 19]);
-            long_a.extend_from_slice(&a);
-            long_b.extend_from_slice(&b);
-            prop_assert_eq!(super::compare(&long_a, &long_b), long_a.cmp(&long_b));
-        }
-    }
 }
