@@ -59,12 +59,21 @@ struct IdCache<V> {
     values: HashMap<u128, V>,
 }
 
-/// [`IdCache`]s by scope, one state each.
-struct IdCaches<V>(Mutex<HashMap<Scope, IdCache<V>>>);
+/// [`IdCache`]s by scope, one state each, with at most [`ID_CACHE_MAX`] values in all.
+struct IdCaches<V>(Mutex<ScopeCaches<V>>);
+
+/// The [`IdCache`] of each scope and how many values they hold together.
+struct ScopeCaches<V> {
+    scopes: HashMap<Scope, IdCache<V>>,
+    values: usize,
+}
 
 impl<V> Default for IdCaches<V> {
     fn default() -> Self {
-        IdCaches(Mutex::default())
+        IdCaches(Mutex::new(ScopeCaches {
+            scopes: HashMap::new(),
+            values: 0,
+        }))
     }
 }
 
@@ -90,6 +99,7 @@ impl<V: Clone> IdCaches<V> {
     ) -> R {
         let cache = self.0.lock();
         f(cache
+            .scopes
             .get(&scope)
             .filter(|c| c.state == state)
             .map(|c| &c.values))
@@ -104,10 +114,14 @@ impl<V: Clone> IdCaches<V> {
         found: impl IntoIterator<Item = (u128, V)>,
     ) {
         let mut cache = self.0.lock();
-        if cache.len() >= NAME_CACHE_SCOPES && !cache.contains_key(&scope) {
-            cache.clear();
+        let cache = &mut *cache;
+        if cache.values >= ID_CACHE_MAX
+            || cache.scopes.len() >= NAME_CACHE_SCOPES && !cache.scopes.contains_key(&scope)
+        {
+            cache.scopes.clear();
+            cache.values = 0;
         }
-        let entry = cache.entry(scope).or_insert_with(|| IdCache {
+        let entry = cache.scopes.entry(scope).or_insert_with(|| IdCache {
             state,
             values: HashMap::new(),
         });
@@ -115,22 +129,31 @@ impl<V: Clone> IdCaches<V> {
             if state.0 < entry.state.0 {
                 return; // an older snapshot: keep the newer state's values
             }
+            cache.values -= entry.values.len();
             *entry = IdCache {
                 state,
                 values: HashMap::new(),
             };
         }
         for (id, value) in found {
-            if entry.values.len() >= NAME_CACHE_MAX {
+            if entry.values.len() >= NAME_CACHE_MAX || cache.values >= ID_CACHE_MAX {
                 break;
             }
-            entry.values.insert(id, value);
+            if entry.values.insert(id, value).is_none() {
+                cache.values += 1;
+            }
         }
     }
 }
 
 /// At most this many values (names, ordinals) are cached per scope.
 const NAME_CACHE_MAX: usize = 262_144;
+/// At most this many values of one kind are cached for all scopes together (then the cache
+/// starts over): a million names or ordinals, tens of MB. Small in unit tests.
+#[cfg(not(test))]
+const ID_CACHE_MAX: usize = 1 << 20;
+#[cfg(test)]
+const ID_CACHE_MAX: usize = 64;
 /// At most this many scopes have cached values of one kind; past it the cache starts over.
 const NAME_CACHE_SCOPES: usize = 64;
 
@@ -864,5 +887,40 @@ impl<'t> View for Tx<'_, 't> {
             self.shared.live_ords.remember(scope, state, [(id, ord)]);
         }
         Ok(ord)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_caches_keep_one_state_per_scope_and_a_bounded_number_of_values() {
+        let caches = IdCaches::<u32>::default();
+        let scope = |team| Scope {
+            team,
+            ty: ObjectType::Contact,
+        };
+        let values = |ids: std::ops::Range<u128>| ids.map(|id| (id, id as u32));
+        caches.remember(scope(1), (1, 0), values(0..40));
+        caches.remember(scope(2), (1, 0), values(0..40));
+        assert_eq!(caches.get_one(scope(1), (1, 0), 5), Some(5));
+        assert_eq!(caches.get_one(scope(1), (2, 0), 5), None, "another state");
+        // 40 + 24 values fill the bound: the rest of scope 2's are not kept.
+        assert_eq!(caches.get_one(scope(2), (1, 0), 23), Some(23));
+        assert_eq!(caches.get_one(scope(2), (1, 0), 24), None);
+        // Full: the next values start the cache over.
+        caches.remember(scope(3), (1, 0), values(7..8));
+        assert_eq!(caches.get_one(scope(1), (1, 0), 5), None);
+        assert_eq!(caches.get_one(scope(3), (1, 0), 7), Some(7));
+        // A newer state replaces a scope's values; an older one's are dropped.
+        caches.remember(scope(3), (2, 0), values(8..9));
+        assert_eq!(caches.get(scope(3), (2, 0), &[7, 8]), vec![None, Some(8)]);
+        caches.remember(scope(3), (1, 0), values(9..10));
+        assert_eq!(caches.get_one(scope(3), (1, 0), 9), None);
+        assert_eq!(caches.get_one(scope(3), (2, 0), 8), Some(8));
+        // Replaced values are no longer counted: 63 more fit after the one held.
+        caches.remember(scope(3), (3, 0), values(0..63));
+        assert_eq!(caches.get_one(scope(3), (3, 0), 62), Some(62));
     }
 }
