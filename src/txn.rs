@@ -290,7 +290,6 @@ impl Counters {
     }
 }
 
-/// Reads the stored counters of `scope` (zeros if none).
 /// [`View::live_ord`] read from `kv`.
 fn read_live_ord(kv: &impl Kv, scope: Scope, id: u128) -> Result<Option<u32>> {
     let live_ord = |bytes: &[u8]| -> Result<Option<u32>> {
@@ -304,6 +303,7 @@ fn read_live_ord(kv: &impl Kv, scope: Scope, id: u128) -> Result<Option<u32>> {
         .and_then(|ord| ord.ok().flatten()))
 }
 
+/// Reads the stored counters of `scope` (zeros if none).
 pub(crate) fn stored_counters(kv: &impl Kv, scope: Scope) -> Result<Counters> {
     kv.get_with(&scope.prefix(keys::COUNTERS), Counters::decode)?
         .transpose()
