@@ -1071,6 +1071,11 @@ fn query_rows(db: &Database, me: &Principal, sqlite: &Connection, rows: &mut Vec
     ));
 
     deep_sorted_page(db, me, sqlite, rows);
+    rows.push(q.count_after_write_row(
+        "query: the filtered count right after a patch of one contact (bitmap cache stale)",
+        &filtered,
+        filtered_sql,
+    ));
 }
 
 /// The same query asked of both engines: a prismdb filter and the SQLite `WHERE` clause
@@ -1133,6 +1138,47 @@ impl Queries<'_> {
                 std::hint::black_box(self.sqlite_count(sql));
             },
         )
+    }
+
+    /// A count in both engines, each call right after an untimed patch of one contact's
+    /// name in that engine. A patch makes every cached bitmap of contacts stale, so each
+    /// prismdb call reads and decodes the bitmaps its conditions need (median of 20 each).
+    fn count_after_write_row(&self, op: &'static str, filter: &Value, sql: &str) -> Row {
+        let request = self.request(filter, &[], true);
+        let ids: Vec<Uuid> = self
+            .db
+            .list(self.me, C, &ListRequest::first(20))
+            .unwrap()
+            .rows
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for (k, id) in ids.iter().enumerate() {
+            let input =
+                RecordInput::from_properties(json!({"name": format!("Stale {k}")})).unwrap();
+            self.db
+                .write_batch_with(self.me, Durability::Eventual, |b| b.patch(C, *id, &input))
+                .unwrap();
+            let start = Instant::now();
+            let total = self.ours(&request).total;
+            ours.push(start.elapsed().as_secs_f64() * 1e6);
+            self.sqlite
+                .execute(
+                    "UPDATE contacts SET name = ?1 WHERE id = ?2",
+                    params![format!("Stale {k}"), id.as_bytes()],
+                )
+                .unwrap();
+            let start = Instant::now();
+            let count = self.sqlite_count(sql);
+            theirs.push(start.elapsed().as_secs_f64() * 1e6);
+            assert_eq!(total, Some(count), "{op}");
+        }
+        Row {
+            op,
+            prismdb_us: median(ours),
+            sqlite_us: median(theirs),
+        }
     }
 
     /// A first page in both engines, checked to hold the same ids, then timed.

@@ -46,6 +46,11 @@ pub struct Options {
     /// `false`: then the caller runs [`Database::run_import_jobs`] when it likes). The
     /// worker resumes unfinished jobs at open and stops when the database is dropped.
     pub jobs: bool,
+    /// Bytes of decoded bitmaps kept between reads (default 64 MiB; 0 keeps none): the
+    /// bitmaps a query's conditions read, and principals' grant scopes, each for the
+    /// committed state of its type it was read from. Any change to a record of a type
+    /// makes its entries stale.
+    pub bitmap_cache_bytes: usize,
 }
 
 impl Default for Options {
@@ -55,6 +60,7 @@ impl Default for Options {
             cache_bytes: 256 << 20,
             trash_retention: Duration::from_secs(30 * 24 * 3600),
             jobs: false,
+            bitmap_cache_bytes: 64 << 20,
         }
     }
 }
@@ -281,7 +287,7 @@ impl Database {
         store.write(Durability::Immediate, check_or_stamp_format)?;
         let core = Core {
             store,
-            shared: Shared::default(),
+            shared: Shared::new(options.bitmap_cache_bytes),
             options,
             signal: Signal::default(),
         };

@@ -11,6 +11,7 @@
 //! records only) is checked record by record over the candidate set.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 use uuid::Uuid;
@@ -27,7 +28,7 @@ use crate::keys::{self, Scope};
 use crate::model::Principal;
 use crate::records::{self, load, ord_to_id};
 use crate::schema::{Catalog, Kind};
-use crate::storage::{prefix_end, Kv};
+use crate::storage::prefix_end;
 use crate::txn::View;
 
 /// A path reads the reference column (one pass over every record) instead of a reference
@@ -110,7 +111,10 @@ impl<V: View> Evaluator<'_, V> {
             }
             Filter::Not(part) => domain - self.bitmap(part, scope, catalog, domain)?,
             Filter::Cond(field, op) => match self.leaf(field, op, scope, catalog, domain)? {
-                Some(found) => found & domain,
+                Some(found) => match Arc::try_unwrap(found) {
+                    Ok(own) => own & domain,
+                    Err(shared) => shared.as_ref() & domain,
+                },
                 None => match self.prefilter(field, op, scope, catalog, chunks_of(domain))? {
                     Some(candidates) => self.scan(field, op, scope, &(candidates & domain))?,
                     None => self.scan(field, op, scope, domain)?,
@@ -152,7 +156,9 @@ impl<V: View> Evaluator<'_, V> {
         index::gram_candidates(self.view.kv(), scope, *pid, n, chunks)
     }
 
-    /// A condition answered from bitmaps or the value index, or `None` where only a scan can.
+    /// A condition answered from bitmaps or the value index (a superset of its matches in
+    /// `domain`, shared with the bitmap cache where it is one read), or `None` where only a
+    /// scan can.
     fn leaf(
         &self,
         field: &Field,
@@ -160,7 +166,7 @@ impl<V: View> Evaluator<'_, V> {
         scope: Scope,
         catalog: &Catalog,
         domain: &RoaringBitmap,
-    ) -> Result<Option<RoaringBitmap>> {
+    ) -> Result<Option<Arc<RoaringBitmap>>> {
         if self.deleted {
             return Ok(None);
         }
@@ -168,7 +174,7 @@ impl<V: View> Evaluator<'_, V> {
             Field::Prop { pid, kind } => self.prop_leaf(*pid, *kind, op, scope, catalog, domain),
             Field::Path { via, target, inner } => {
                 let Some(target_scope) = self.view.scope(self.team, *target)? else {
-                    return Ok(Some(RoaringBitmap::new()));
+                    return Ok(Some(Arc::default()));
                 };
                 let target_catalog = self.view.catalog(self.team, *target)?;
                 let mut target_domain = self.view.bitmap(target_scope, keys::LIVE)?;
@@ -180,12 +186,13 @@ impl<V: View> Evaluator<'_, V> {
                 let targets =
                     self.bitmap(&inner_filter, target_scope, &target_catalog, &target_domain)?;
                 let Some(via_prop) = catalog.by_pid(*via) else {
-                    return Ok(Some(RoaringBitmap::new()));
+                    return Ok(Some(Arc::default()));
                 };
                 let live = self.view.counters(scope)?.live;
                 if targets.len() * PATH_COLUMN_RATIO > live {
                     let kv = self.view.kv();
-                    return Ok(Some(column::referencing(kv, scope, *via, &targets)?));
+                    let found = column::referencing(kv, scope, *via, &targets)?;
+                    return Ok(Some(Arc::new(found)));
                 }
                 let mut ids = Vec::with_capacity(targets.len() as usize);
                 for ord in &targets {
@@ -195,7 +202,7 @@ impl<V: View> Evaluator<'_, V> {
                         ord,
                     )?));
                 }
-                Ok(Some(self.index_exact(scope, via_prop, &ids)?))
+                Ok(Some(Arc::new(self.index_exact(scope, via_prop, &ids)?)))
             }
             Field::CreatedAt | Field::UpdatedAt => Ok(None),
         }
@@ -209,13 +216,13 @@ impl<V: View> Evaluator<'_, V> {
         scope: Scope,
         catalog: &Catalog,
         domain: &RoaringBitmap,
-    ) -> Result<Option<RoaringBitmap>> {
+    ) -> Result<Option<Arc<RoaringBitmap>>> {
         let bitmap_kind = matches!(kind, Kind::Select | Kind::Multiselect | Kind::Boolean);
         if bitmap_kind {
-            let one = |v: &StoredValue| -> Result<RoaringBitmap> {
+            let one = |v: &StoredValue| -> Result<Arc<RoaringBitmap>> {
                 match index::value_bitmap_name(pid, v) {
-                    Some(name) => self.view.bitmap(scope, &name),
-                    None => Ok(RoaringBitmap::new()),
+                    Some(name) => self.view.cached_bitmap(scope, &name),
+                    None => Ok(Arc::default()),
                 }
             };
             return Ok(match op {
@@ -225,36 +232,28 @@ impl<V: View> Evaluator<'_, V> {
                         .iter()
                         .filter_map(|v| index::value_bitmap_name(pid, v))
                         .collect();
-                    Some(self.view.bitmap_union(scope, &names)?)
+                    Some(self.view.cached_union(scope, &names)?)
                 }
                 Op::HasAll(nums) => {
                     let mut acc = domain.clone();
                     for n in nums {
-                        acc &= one(&StoredValue::Option(*n))?;
+                        acc &= one(&StoredValue::Option(*n))?.as_ref();
                     }
-                    Some(acc)
+                    Some(Arc::new(acc))
                 }
-                Op::Exists(present) => {
-                    let all = with_value(self.view.kv(), scope, pid, kind)?;
-                    Some(if *present { all } else { domain - all })
-                }
+                Op::Exists(present) => Some(self.exists(scope, pid, kind, *present, domain)?),
                 _ => None,
             });
         }
         let Some(prop) = catalog.by_pid(pid).filter(|p| p.in_value_index()) else {
             return Ok(None);
         };
-        match (kind, op) {
-            (Kind::Reference, Op::Eq(v)) => Ok(Some(self.index_exact(
-                scope,
-                prop,
-                std::slice::from_ref(v),
-            )?)),
-            (Kind::Reference, Op::In(vs)) => Ok(Some(self.index_exact(scope, prop, vs)?)),
-            (_, Op::Exists(present)) => {
-                let all = with_value(self.view.kv(), scope, pid, kind)?;
-                Ok(Some(if *present { all } else { domain - all }))
+        let found = match (kind, op) {
+            (Kind::Reference, Op::Eq(v)) => {
+                Arc::new(self.index_exact(scope, prop, std::slice::from_ref(v))?)
             }
+            (Kind::Reference, Op::In(vs)) => Arc::new(self.index_exact(scope, prop, vs)?),
+            (_, Op::Exists(present)) => self.exists(scope, pid, kind, *present, domain)?,
             (Kind::Number | Kind::Datetime, Op::Gt(v) | Op::Gte(v) | Op::Lt(v) | Op::Lte(v)) => {
                 // Over a small domain, checking its records beats reading a wide range.
                 let live = self.view.counters(scope)?.live;
@@ -265,21 +264,33 @@ impl<V: View> Evaluator<'_, V> {
                     return Ok(None);
                 };
                 let Some(span) = key_span(op, bound) else {
-                    return Ok(Some(RoaringBitmap::new()));
+                    return Ok(Some(Arc::default()));
                 };
                 let field = Field::Prop { pid, kind };
                 let check = |candidates: &RoaringBitmap| self.scan(&field, op, scope, candidates);
-                let found = index::range(self.view.kv(), scope, prop, span, domain, check)?;
-                Ok(Some(found))
+                Arc::new(index::range(self.view, scope, prop, span, domain, check)?)
             }
-            (_, Op::Eq(v)) => Ok(Some(self.index_equal(
-                scope,
-                prop,
-                std::slice::from_ref(v),
-            )?)),
-            (_, Op::In(vs)) => Ok(Some(self.index_equal(scope, prop, vs)?)),
-            _ => Ok(None),
-        }
+            (_, Op::Eq(v)) => self.index_equal(scope, prop, std::slice::from_ref(v))?,
+            (_, Op::In(vs)) => self.index_equal(scope, prop, vs)?,
+            _ => return Ok(None),
+        };
+        Ok(Some(found))
+    }
+
+    /// The records of `domain` with (`present`) or without a value of property `pid`.
+    fn exists(
+        &self,
+        scope: Scope,
+        pid: u16,
+        kind: Kind,
+        present: bool,
+        domain: &RoaringBitmap,
+    ) -> Result<Arc<RoaringBitmap>> {
+        let all = with_value(self.view, scope, pid, kind)?;
+        Ok(match present {
+            true => all,
+            false => Arc::new(domain - all.as_ref()),
+        })
     }
 
     /// Records whose `prop` equals one of `values`, for kinds whose index form is exact
@@ -308,7 +319,7 @@ impl<V: View> Evaluator<'_, V> {
         scope: Scope,
         prop: &crate::schema::Property,
         values: &[StoredValue],
-    ) -> Result<RoaringBitmap> {
+    ) -> Result<Arc<RoaringBitmap>> {
         let kv = self.view.kv();
         let (exact, inexact): (Vec<&StoredValue>, Vec<&StoredValue>) =
             values.iter().partition(|value| index_form_is_exact(value));
@@ -316,7 +327,11 @@ impl<V: View> Evaluator<'_, V> {
             .into_iter()
             .filter_map(|value| index::candidates_name(prop, value))
             .collect();
-        let mut found = self.view.bitmap_union(scope, &names)?;
+        let exact_found = self.view.cached_union(scope, &names)?;
+        if inexact.is_empty() {
+            return Ok(exact_found);
+        }
+        let mut found = exact_found.as_ref().clone();
         for value in inexact {
             let candidates = index::candidates(self.view, scope, prop, value)?;
             records::records_at(kv, scope, candidates.iter(), |ord, _, bytes| {
@@ -328,7 +343,7 @@ impl<V: View> Evaluator<'_, V> {
                 Ok(true)
             })?;
         }
-        Ok(found)
+        Ok(Arc::new(found))
     }
 
     /// A condition checked record by record over `domain`.
@@ -526,28 +541,34 @@ fn key_span(op: &Op, bound: u64) -> Option<index::KeySpan> {
     Some(index::KeySpan { lo, hi })
 }
 
-/// The live records holding any value of property `pid` of `kind`, in one scan: the union
-/// of its value bitmaps (select, multiselect, boolean), of its coarse range buckets
-/// (numbers and datetimes in the value index), or of its index bitmaps (the rest of the
-/// value index).
+/// The live records holding any value of property `pid` of `kind`, in one scan (see
+/// [`value_span`]), through the bitmap cache.
 pub(crate) fn with_value(
-    kv: &impl Kv,
+    view: &impl View,
     scope: Scope,
     pid: u16,
     kind: Kind,
-) -> Result<RoaringBitmap> {
+) -> Result<Arc<RoaringBitmap>> {
+    let (from, to) = value_span(pid, kind);
+    view.cached_span(scope, &from, &to)
+}
+
+/// The span of bitmap names whose union is the records holding any value of property
+/// `pid` of `kind`: its value bitmaps (select, multiselect, boolean), its coarse range
+/// buckets (numbers and datetimes in the value index), or its index bitmaps (the rest of
+/// the value index).
+pub(crate) fn value_span(pid: u16, kind: Kind) -> (Vec<u8>, Vec<u8>) {
     let whole = |prefix: Vec<u8>| {
         let end = prefix_end(&prefix).unwrap_or_default();
         (prefix, end)
     };
-    let (from, to) = match kind {
+    match kind {
         Kind::Select | Kind::Multiselect | Kind::Boolean => whole(index::value_bitmap_prefix(pid)),
         _ if index::bucket_shifts(kind).is_some() => {
             (index::bucket_name(pid, 0, 0), index::bucket_name(pid, 1, 0))
         }
         _ => whole(index::index_prefix(pid)),
-    };
-    bitmap::read_span(kv, scope, &from, &to)
+    }
 }
 
 #[cfg(test)]

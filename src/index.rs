@@ -11,6 +11,8 @@
 //! [`MAX_INDEXED_TEXT`] bytes is indexed by its prefix, so every lookup re-checks the value
 //! on the record itself.
 
+use std::sync::Arc;
+
 use roaring::RoaringBitmap;
 
 use crate::bitmap::{self, Layout};
@@ -504,7 +506,7 @@ pub(crate) struct KeySpan {
 /// by `check` (which confirms records one by one) when few of their records are in
 /// `domain`, else by reading the value index over the cut part.
 pub(crate) fn range(
-    kv: &impl Kv,
+    view: &impl View,
     scope: Scope,
     prop: &Property,
     span: KeySpan,
@@ -533,16 +535,16 @@ pub(crate) fn range(
         whole_to = first;
     }
     if whole_from <= whole_to {
-        found |= whole_buckets(kv, scope, prop.pid, coarse - fine, whole_from, whole_to)?;
+        found = whole_buckets(view, scope, prop.pid, coarse - fine, whole_from, whole_to)?;
     }
     for (bucket, from, to) in edges {
-        let in_bucket = bitmap::read(kv, scope, &bucket_name(prop.pid, 1, bucket))?;
-        let candidates = &in_bucket & domain;
+        let in_bucket = view.cached_bitmap(scope, &bucket_name(prop.pid, 1, bucket))?;
+        let candidates = in_bucket.as_ref() & domain;
         if candidates.len() * EDGE_CHECK_RATIO < in_bucket.len() {
             found |= check(&candidates)?;
         } else {
             let bucket = (bucket_start(bucket), bucket_end(bucket));
-            found |= edge_span(kv, scope, prop.pid, in_bucket, bucket, (from, to))? & domain;
+            found |= edge_span(view, scope, prop.pid, &candidates, bucket, (from, to))?;
         }
     }
     Ok(found & domain)
@@ -560,7 +562,7 @@ const EDGE_CHECK_RATIO: u64 = 400;
 /// The union of fine buckets `from..=to` of `pid`, read as coarse buckets where a whole
 /// coarse bucket fits.
 fn whole_buckets(
-    kv: &impl Kv,
+    view: &impl View,
     scope: Scope,
     pid: u16,
     ratio_bits: u32,
@@ -570,66 +572,63 @@ fn whole_buckets(
     let per_coarse = 1u64 << ratio_bits;
     let coarse_from = from.div_ceil(per_coarse);
     let coarse_to_excl = (to + 1) / per_coarse;
-    let fine = |a: u64, b_excl: u64| -> Result<RoaringBitmap> {
+    let span = |level: u8, a: u64, b_excl: u64| -> Result<Arc<RoaringBitmap>> {
         if a >= b_excl {
-            return Ok(RoaringBitmap::new());
+            return Ok(Arc::default());
         }
-        bitmap::read_span(
-            kv,
-            scope,
-            &bucket_name(pid, 1, a),
-            &bucket_name(pid, 1, b_excl),
-        )
+        let (first, end) = (bucket_name(pid, level, a), bucket_name(pid, level, b_excl));
+        view.cached_span(scope, &first, &end)
     };
     if coarse_from >= coarse_to_excl {
-        return fine(from, to + 1);
+        return Ok(span(1, from, to + 1)?.as_ref().clone());
     }
-    let mut found = bitmap::read_span(
-        kv,
-        scope,
-        &bucket_name(pid, 0, coarse_from),
-        &bucket_name(pid, 0, coarse_to_excl),
-    )?;
-    found |= fine(from, coarse_from * per_coarse)?;
-    found |= fine(coarse_to_excl * per_coarse, to + 1)?;
+    let mut found = span(0, coarse_from, coarse_to_excl)?.as_ref().clone();
+    found |= span(1, from, coarse_from * per_coarse)?.as_ref();
+    found |= span(1, coarse_to_excl * per_coarse, to + 1)?.as_ref();
     Ok(found)
 }
 
-/// The records of the fine bucket `start..=end` (holding `in_bucket`) whose index form of
-/// `pid` lies in `from..=to`: read from the value index, or as the bucket's records less
-/// those outside the span when that reads fewer values. Within a bucket, index forms are
-/// linear in the value, so the narrower span of forms has the fewer values to read (each
-/// value's bitmap is a row per chunk it has records in: for `score >= 500` over a million
+/// The records of `candidates` (records of the fine bucket `start..=end`) whose index form
+/// of `pid` lies in `from..=to`: read from the value index, or as the candidates less those
+/// outside the span when that reads fewer values. Within a bucket, index forms are linear
+/// in the value, so the narrower span of forms has the fewer values to read (each value's
+/// bitmap is a row per chunk it has records in: for `score >= 500` over a million
 /// contacts, the span 500–511 was 12 values and ~2,900 rows, its complement 4 values).
 fn edge_span(
-    kv: &impl Kv,
+    view: &impl View,
     scope: Scope,
     pid: u16,
-    in_bucket: RoaringBitmap,
+    candidates: &RoaringBitmap,
     (start, end): (u64, u64),
     (from, to): (u64, u64),
 ) -> Result<RoaringBitmap> {
     if to - from <= (from - start) + (end - to) {
-        return index_span(kv, scope, pid, from, to);
+        return Ok(index_span(view, scope, pid, from, to)?.as_ref() & candidates);
     }
-    let mut found = in_bucket;
+    let mut found = candidates.clone();
     if from > start {
-        found -= index_span(kv, scope, pid, start, from - 1)?;
+        found -= index_span(view, scope, pid, start, from - 1)?.as_ref();
     }
     if to < end {
-        found -= index_span(kv, scope, pid, to + 1, end)?;
+        found -= index_span(view, scope, pid, to + 1, end)?.as_ref();
     }
     Ok(found)
 }
 
 /// The records whose 8-byte index form of `pid` lies in `from..=to`, from the value index.
-fn index_span(kv: &impl Kv, scope: Scope, pid: u16, from: u64, to: u64) -> Result<RoaringBitmap> {
+fn index_span(
+    view: &impl View,
+    scope: Scope,
+    pid: u16,
+    from: u64,
+    to: u64,
+) -> Result<Arc<RoaringBitmap>> {
     let start = index_name(pid, &from.to_be_bytes());
     let end = match to.checked_add(1) {
         Some(next) => index_name(pid, &next.to_be_bytes()),
         None => storage::prefix_end(&index_prefix(pid)).unwrap_or_default(),
     };
-    bitmap::read_span(kv, scope, &start, &end)
+    view.cached_span(scope, &start, &end)
 }
 
 #[cfg(test)]

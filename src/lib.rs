@@ -28,6 +28,7 @@
 mod access;
 mod bitmap;
 mod bulk;
+mod cache;
 mod codec;
 mod column;
 mod cursor;

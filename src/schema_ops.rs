@@ -64,6 +64,8 @@ pub(crate) fn update_property(
         if after.in_value_index() || after.searchable() {
             build_entries(tx, scope, &catalog, after.pid)?;
         }
+        // The scope's bitmaps changed: a new state, for the caches of committed states.
+        tx.touch(scope)?;
     }
     tx.put_catalog(principal.team, scope, catalog)?;
     Ok(after)

@@ -11,6 +11,7 @@ use roaring::RoaringBitmap;
 use uuid::Uuid;
 
 use crate::bitmap::{self, BitmapBuffer, Layout};
+use crate::cache::BitmapCache;
 use crate::codec;
 use crate::column::{self, ColumnBuffer};
 use crate::error::{Error, Result};
@@ -23,7 +24,6 @@ use crate::storage::{Kv, Reader, Writer};
 /// from committed state, and catalogs are used only for a snapshot of the stamp they were
 /// read at or after a check against the stored version, so a reader never sees a cache
 /// newer or older than its own snapshot.
-#[derive(Default)]
 pub(crate) struct Shared {
     teams: RwLock<HashMap<Uuid, u32>>,
     /// Catalogs by team and type, each with the stamp of the snapshots it is known to be
@@ -38,19 +38,13 @@ pub(crate) struct Shared {
     /// The live bitmap of each scope for the state with that mutation counter: every query
     /// starts from it, and decoding it is 80 µs at a million records.
     live: Mutex<HashMap<Scope, (u64, Arc<RoaringBitmap>)>>,
-    /// Bitmaps derived from a committed state of a scope (such as a principal's grant
-    /// scope), by scope and derivation key, with the scope's mutation counter they hold for.
-    derived: Mutex<HashMap<(Scope, Vec<u8>), Stamped>>,
+    /// Bitmaps read or derived from a committed state of a scope (a query condition's
+    /// bitmaps, a principal's grant scope), by scope and key.
+    bitmaps: BitmapCache,
 }
 
 /// A cached catalog with the stamp of the snapshots it is the catalog of, if known.
 type StampedCatalog = (Arc<Catalog>, Option<u64>);
-
-/// A cached bitmap with the scope's mutation counter of the state it was read from.
-type Stamped = (u64, Arc<RoaringBitmap>);
-
-/// At most this many derived bitmaps are cached (then the cache starts over).
-const DERIVED_CACHE_MAX: usize = 4096;
 
 /// Values by record id read from one committed state of a scope: valid while the scope's
 /// mutation counter and catalog version are what they were then (the state).
@@ -158,6 +152,18 @@ const ID_CACHE_MAX: usize = 64;
 const NAME_CACHE_SCOPES: usize = 64;
 
 impl Shared {
+    /// Empty caches, with at most `bitmap_cache_bytes` of cached bitmaps.
+    pub fn new(bitmap_cache_bytes: usize) -> Shared {
+        Shared {
+            teams: RwLock::default(),
+            catalogs: Mutex::default(),
+            names: IdCaches::default(),
+            live_ords: IdCaches::default(),
+            live: Mutex::default(),
+            bitmaps: BitmapCache::new(bitmap_cache_bytes),
+        }
+    }
+
     /// Looks up the cached names of `ids` in `scope` for the state (`mutations`,
     /// `catalog_version`); returns the names found (in `ids` order, `None` where missing).
     pub fn cached_names(
@@ -206,40 +212,6 @@ impl Shared {
         }
     }
 
-    /// The derived bitmap `key` of `scope` cached for the state with `mutations`, if any.
-    fn cached_derived(
-        &self,
-        scope: Scope,
-        key: &[u8],
-        mutations: u64,
-    ) -> Option<Arc<RoaringBitmap>> {
-        match self.derived.lock().get(&(scope, key.to_vec())) {
-            Some((at, bitmap)) if *at == mutations => Some(bitmap.clone()),
-            _ => None,
-        }
-    }
-
-    /// Remembers a derived bitmap of a committed state of `scope` (unless a newer state's
-    /// is held).
-    fn remember_derived(
-        &self,
-        scope: Scope,
-        key: &[u8],
-        mutations: u64,
-        bitmap: Arc<RoaringBitmap>,
-    ) {
-        let mut cache = self.derived.lock();
-        if cache.len() >= DERIVED_CACHE_MAX {
-            cache.clear();
-        }
-        let entry = cache
-            .entry((scope, key.to_vec()))
-            .or_insert((mutations, bitmap.clone()));
-        if entry.0 <= mutations {
-            *entry = (mutations, bitmap);
-        }
-    }
-
     /// Remembers team numbers made by a transaction that has committed.
     pub fn remember_teams(&self, teams: &[(Uuid, u32)]) {
         if !teams.is_empty() {
@@ -259,8 +231,8 @@ pub(crate) struct Counters {
     pub live: u64,
     /// Records in the trash.
     pub trash: u64,
-    /// Bumped by every transaction that changes a record of the scope: caches of record
-    /// contents are valid while it stays the same.
+    /// Bumped by every transaction that changes a record or a bitmap of the scope (grants,
+    /// indexing): caches of record contents and bitmaps are valid while it stays the same.
     pub mutations: u64,
 }
 
@@ -421,6 +393,33 @@ pub(crate) trait View {
         compute().map(Arc::new)
     }
 
+    /// [`View::bitmap`] through the cache of [`View::derived`]: for the bitmaps a query's
+    /// conditions read, which the same and similar queries read again.
+    fn cached_bitmap(&self, scope: Scope, name: &[u8]) -> Result<Arc<RoaringBitmap>> {
+        let key = [&[CACHED_ONE][..], name].concat();
+        self.derived(scope, &key, || self.bitmap(scope, name))
+    }
+
+    /// [`View::bitmap_union`] through the cache of [`View::derived`].
+    fn cached_union(&self, scope: Scope, names: &[Vec<u8>]) -> Result<Arc<RoaringBitmap>> {
+        let mut key = vec![CACHED_UNION];
+        for name in names {
+            write_counted(&mut key, name);
+        }
+        self.derived(scope, &key, || self.bitmap_union(scope, names))
+    }
+
+    /// The union of the stored bitmaps whose names lie in `from..to` (see
+    /// `bitmap::read_span`), through the cache of [`View::derived`].
+    fn cached_span(&self, scope: Scope, from: &[u8], to: &[u8]) -> Result<Arc<RoaringBitmap>> {
+        let mut key = vec![CACHED_SPAN];
+        write_counted(&mut key, from);
+        key.extend_from_slice(to);
+        self.derived(scope, &key, || {
+            bitmap::read_span(self.kv(), scope, from, to)
+        })
+    }
+
     /// A catalog changed by this transaction and not yet stored, if any.
     fn pending_catalog(&self, team: Uuid, ty: ObjectType) -> Option<Arc<Catalog>>;
 
@@ -498,6 +497,20 @@ impl<'db> ReadView<'db> {
             seen: parking_lot::Mutex::default(),
         }
     }
+}
+
+/// The first byte of a [`View::derived`] key of a cached read of one bitmap.
+const CACHED_ONE: u8 = b'1';
+/// The first byte of a [`View::derived`] key of a cached union of bitmaps.
+const CACHED_UNION: u8 = b'u';
+/// The first byte of a [`View::derived`] key of a cached span of bitmaps.
+const CACHED_SPAN: u8 = b's';
+
+/// Appends `bytes` to `key` after their length, so that the parts of a key cannot run
+/// into each other.
+fn write_counted(key: &mut Vec<u8>, bytes: &[u8]) {
+    key.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    key.extend_from_slice(bytes);
 }
 
 /// The union of bitmaps `names` of `scope`, read one by one through `view`.
@@ -582,12 +595,13 @@ impl View for ReadView<'_> {
         compute: impl FnOnce() -> Result<RoaringBitmap>,
     ) -> Result<Arc<RoaringBitmap>> {
         let mutations = self.counters(scope)?.mutations;
-        if let Some(bitmap) = self.shared.cached_derived(scope, key, mutations) {
+        if let Some(bitmap) = self.shared.bitmaps.get(scope, key, mutations) {
             return Ok(bitmap);
         }
         let bitmap = Arc::new(compute()?);
         self.shared
-            .remember_derived(scope, key, mutations, bitmap.clone());
+            .bitmaps
+            .insert(scope, key, mutations, bitmap.clone());
         Ok(bitmap)
     }
 
@@ -796,7 +810,8 @@ impl<'w, 't> Tx<'w, 't> {
         Ok(state)
     }
 
-    /// Marks the records of `scope` as changed (for caches of record contents).
+    /// Marks the records or bitmaps of `scope` as changed: a new state for the caches of
+    /// committed states (record names, live ordinals, bitmaps).
     pub fn touch(&mut self, scope: Scope) -> Result<()> {
         let counters = self.counters(scope)?;
         self.set_counters(scope, counters);

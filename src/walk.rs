@@ -128,8 +128,8 @@ pub(crate) fn page(
         }
     }
     if !page.full() {
-        let with_value = crate::eval::with_value(kv, scope, walk.prop.pid, walk.prop.kind)?;
-        let missing = matches - with_value;
+        let (from, to) = crate::eval::value_span(walk.prop.pid, walk.prop.kind);
+        let missing = matches - bitmap::read_span(kv, scope, &from, &to)?;
         page.group(&missing, matches!(start, Start::Missing), true)?;
     }
     let has_more = page.rows.len() > limit;
