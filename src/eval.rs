@@ -65,6 +65,31 @@ pub(crate) fn cost(filter: &Filter) -> u8 {
     }
 }
 
+/// Whether `filter` is answered from bitmaps and the value index alone on live records: no
+/// condition of it checks the records of its domain one by one, so a larger domain costs
+/// it nothing more (ranges read buckets over any domain this large or larger).
+pub(crate) fn answered_by_bitmaps(filter: &Filter, catalog: &Catalog) -> bool {
+    match filter {
+        Filter::All => true,
+        Filter::And(parts) | Filter::Or(parts) => {
+            parts.iter().all(|part| answered_by_bitmaps(part, catalog))
+        }
+        Filter::Not(part) => answered_by_bitmaps(part, catalog),
+        Filter::Cond(Field::Prop { pid, kind }, op) => {
+            let range = matches!(op, Op::Gt(_) | Op::Gte(_) | Op::Lt(_) | Op::Lte(_));
+            match kind {
+                Kind::Select | Kind::Multiselect | Kind::Boolean => {
+                    matches!(op, Op::Eq(_) | Op::In(_) | Op::HasAll(_) | Op::Exists(_))
+                }
+                _ if !catalog.by_pid(*pid).is_some_and(|p| p.in_value_index()) => false,
+                Kind::Number | Kind::Datetime if range => true,
+                _ => matches!(op, Op::Eq(_) | Op::In(_) | Op::Exists(_)),
+            }
+        }
+        Filter::Cond(_, _) => false,
+    }
+}
+
 /// Evaluates filters of one query.
 pub(crate) struct Evaluator<'v, V: View> {
     /// What the query reads.

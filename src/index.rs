@@ -500,11 +500,12 @@ pub(crate) struct KeySpan {
     pub hi: u64,
 }
 
-/// The live records of `domain` whose number or datetime property `prop` has an ordered key
-/// in `span`. Whole buckets come from the range bucket bitmaps (coarse where a coarse bucket
-/// fits, fine elsewhere); the at most two fine buckets the span cuts through are resolved
-/// by `check` (which confirms records one by one) when few of their records are in
-/// `domain`, else by reading the value index over the cut part.
+/// The live records whose number or datetime property `prop` has an ordered key in `span`,
+/// exactly within `domain` and possibly some outside it (the caller intersects the result
+/// with `domain`, once). Whole buckets come from the range bucket bitmaps (coarse where a
+/// coarse bucket fits, fine elsewhere); the at most two fine buckets the span cuts through
+/// are resolved by `check` (which confirms records one by one) when few of their records
+/// are in `domain`, else by reading the value index over the cut part.
 pub(crate) fn range(
     view: &impl View,
     scope: Scope,
@@ -547,7 +548,7 @@ pub(crate) fn range(
             found |= edge_span(view, scope, prop.pid, &candidates, bucket, (from, to))?;
         }
     }
-    Ok(found & domain)
+    Ok(found)
 }
 
 /// The records of a range's cut fine bucket are checked one by one only when fewer than

@@ -15,7 +15,7 @@ use crate::bitmap;
 use crate::codec::{StoredRecord, StoredValue};
 use crate::cursor::{self, Cursor};
 use crate::error::{Error, Result};
-use crate::eval::{cost, Evaluator};
+use crate::eval::{self, cost, Evaluator};
 use crate::filter::{self, Field, Filter, Op};
 use crate::grant::Level;
 use crate::index;
@@ -213,19 +213,37 @@ fn fetch<V: View>(
         true => std::sync::Arc::new(view.bitmap(scope, keys::TRASH)?),
         false => view.live(scope)?,
     };
-    if let Some(readable) = readable {
-        // The caller's grant scope: one AND, before anything else reads the domain.
+    // The caller's grant scope is one AND: at the end of a plan that bitmaps answer alone
+    // (intersections with the live records' bitmaps cost less than with a sparser
+    // domain), else first, so that record checks see only readable records. At the end of
+    // a page in id order it is not built at all: the total counts the intersection and the
+    // page skips unreadable ordinals before reading records.
+    let grant_last = !eval.deleted && eval::answered_by_bitmaps(&filter, catalog);
+    let (grant_first, mut grant_last) = match readable {
+        Some(readable) if grant_last => (None, Some(readable)),
+        readable => (readable, None),
+    };
+    if let Some(readable) = grant_first {
         domain = std::sync::Arc::new(domain.as_ref() & readable.as_ref());
     }
     let evaluated;
-    let matches: &RoaringBitmap = match filter {
-        Filter::All => &domain,
-        filter => {
-            evaluated = eval.bitmap(&filter, scope, catalog, &domain)?;
+    let matches: &RoaringBitmap = match (filter, &grant_last) {
+        (Filter::All, None) => &domain,
+        (filter, _) => {
+            let mut found = eval.bitmap(&filter, scope, catalog, &domain)?;
+            if !sorter.keys.is_empty() {
+                if let Some(readable) = grant_last.take() {
+                    found &= readable.as_ref();
+                }
+            }
+            evaluated = found;
             &evaluated
         }
     };
-    let total = wanted.include_total.then(|| matches.len());
+    let total = wanted.include_total.then(|| match &grant_last {
+        Some(readable) => matches.intersection_len(readable),
+        None => matches.len(),
+    });
     let (after, limit) = (wanted.after, wanted.limit);
     let rows = if sorter.keys.is_empty() {
         let narrow = |window: u32| -> Result<Option<RoaringBitmap>> {
@@ -241,7 +259,16 @@ fn fetch<V: View>(
             }
             Ok(narrowed)
         };
-        page_by_id(view.kv(), scope, matches, after, limit, narrow, check)?
+        let readable = grant_last.as_deref();
+        page_by_id(
+            view.kv(),
+            scope,
+            (matches, readable),
+            after,
+            limit,
+            narrow,
+            check,
+        )?
     } else if let Some(walk) =
         walk_plan(view, scope, catalog, sorter, matches, limit, eval.deleted)?
     {
@@ -408,14 +435,14 @@ fn split_residual(filter: Filter) -> (Filter, Vec<(Field, Op)>) {
     }
 }
 
-/// A page in id order: the matches after the cursor, one 65,536-ordinal window at a time.
-/// `narrow` may give, per window, a superset of the records that pass `check` (from
+/// A page in id order: the matches after the cursor (those in `readable` too, when given:
+/// the caller's grant scope), one 65,536-ordinal window at a time. `narrow` may give, per window, a superset of the records that pass `check` (from
 /// trigram bitmaps), so that only those are loaded and checked; a first page then reads
 /// the bitmaps of its first windows only.
 fn page_by_id(
     kv: &impl Kv,
     scope: Scope,
-    matches: &RoaringBitmap,
+    (matches, readable): (&RoaringBitmap, Option<&RoaringBitmap>),
     after: Option<&Cursor>,
     limit: usize,
     narrow: impl Fn(u32) -> Result<Option<RoaringBitmap>>,
@@ -436,6 +463,7 @@ fn page_by_id(
             Some(narrowed) => Box::new(narrowed.range(span).filter(|ord| matches.contains(*ord))),
             None => Box::new(matches.range(span)),
         };
+        let candidates = candidates.filter(|ord| readable.is_none_or(|r| r.contains(*ord)));
         decoded_at(kv, scope, candidates, |_, id, record| {
             if check(&record, &mut targets)? {
                 rows.push((id, record));
