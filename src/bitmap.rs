@@ -3,7 +3,7 @@
 //! Each chunk is its own row, so a write rewrites one small row per bitmap it touches
 //! instead of a whole bitmap (DESIGN.md: whole-bitmap rewrites cost 40% of write
 //! throughput). A chunk is stored as a sorted array of 12-bit offsets while it holds at most
-//! 256 ordinals (2 bytes each), else as a 512-byte bitset (the `chunk` submodule): a dense
+//! 64 ordinals (2 bytes each), else as a 512-byte bitset (the `chunk` submodule): a dense
 //! chunk costs a single-record commit 512 bytes, where one roaring container of 65,536
 //! ordinals would cost 8 KiB. Inside a write transaction, changed chunks are held in the
 //! same two shapes in a [`BitmapBuffer`] and written once, in key order, when the
@@ -1461,7 +1461,7 @@ mod tests {
 
     #[test]
     fn chunks_round_trip_in_both_layouts() {
-        for count in [0u32, 1, 200, 256, 257, 4000, 4096] {
+        for count in [0u32, 1, 64, 65, 200, 256, 257, 4000, 4096] {
             let chunk = 7;
             let base = chunk << CHUNK_BITS;
             let bitmap: RoaringBitmap = (0..count)

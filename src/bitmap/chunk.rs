@@ -16,8 +16,13 @@ use crate::error::{Error, Result};
 pub(crate) const CHUNK_BITS: u32 = 12;
 /// Bytes of a dense chunk's bitset.
 pub(crate) const BITSET_BYTES: usize = 1 << (CHUNK_BITS - 3);
-/// A chunk with at most this many ordinals is stored as an array of offsets.
-pub(crate) const ARRAY_MAX: usize = BITSET_BYTES / 2;
+/// A chunk with at most this many ordinals is stored as an array of offsets (at most a
+/// quarter of a bitset's bytes). Past it, reading the bitset (one OR of 512 bytes) costs
+/// less than decoding the offsets one by one: at the equal-size limit of 256 offsets, a
+/// filtered count over a million contacts spent a fifth of its instructions decoding
+/// arrays of 64 to 256 offsets (city values, fine range buckets); at this one it runs in
+/// 15% fewer, for ~5 MB more of a 458 MB file.
+pub(crate) const ARRAY_MAX: usize = BITSET_BYTES / 8;
 pub(crate) const ARRAY_TAG: u8 = 0;
 pub(crate) const BITSET_TAG: u8 = 1;
 /// 64-bit words of a dense chunk's bitset.
