@@ -1072,7 +1072,7 @@ fn query_rows(db: &Database, me: &Principal, sqlite: &Connection, rows: &mut Vec
 
     deep_sorted_page(db, me, sqlite, rows);
     rows.push(q.count_after_write_row(
-        "query: the filtered count right after a patch of one contact (bitmap cache stale)",
+        "query: the filtered count right after a patch of one contact's status, city and score (its cached bitmaps stale)",
         &filtered,
         filtered_sql,
     ));
@@ -1141,32 +1141,33 @@ impl Queries<'_> {
     }
 
     /// A count in both engines, each call right after an untimed patch of one contact's
-    /// name in that engine. A patch makes every cached bitmap of contacts stale, so each
-    /// prismdb call reads and decodes the bitmaps its conditions need (median of 20 each).
+    /// status, city and score in that engine. The patch changes bitmaps of all three
+    /// properties the count reads, so every cached one is stale and each prismdb call reads
+    /// and decodes them again (median of 20 each).
     fn count_after_write_row(&self, op: &'static str, filter: &Value, sql: &str) -> Row {
         let request = self.request(filter, &[], true);
-        let ids: Vec<Uuid> = self
-            .db
-            .list(self.me, C, &ListRequest::first(20))
-            .unwrap()
-            .rows
-            .iter()
-            .map(|r| r.id)
-            .collect();
+        let first = self.db.list(self.me, C, &ListRequest::first(20)).unwrap();
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for (k, id) in ids.iter().enumerate() {
-            let input =
-                RecordInput::from_properties(json!({"name": format!("Stale {k}")})).unwrap();
+        for (k, row) in first.rows.iter().enumerate() {
+            let (status, city, score) = (
+                k % STATUSES.len(),
+                format!("city{}", k % 4),
+                (k * 37) % 1000,
+            );
+            let props = json!({"status": STATUSES[status], "city": city, "score": score});
+            let input = RecordInput::from_properties(props).unwrap();
             self.db
-                .write_batch_with(self.me, Durability::Eventual, |b| b.patch(C, *id, &input))
+                .write_batch_with(self.me, Durability::Eventual, |b| {
+                    b.patch(C, row.id, &input)
+                })
                 .unwrap();
             let start = Instant::now();
             let total = self.ours(&request).total;
             ours.push(start.elapsed().as_secs_f64() * 1e6);
             self.sqlite
                 .execute(
-                    "UPDATE contacts SET name = ?1 WHERE id = ?2",
-                    params![format!("Stale {k}"), id.as_bytes()],
+                    "UPDATE contacts SET status = ?1, city = ?2, score = ?3 WHERE id = ?4",
+                    params![status as i64, city, score as i64, row.id.as_bytes()],
                 )
                 .unwrap();
             let start = Instant::now();

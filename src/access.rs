@@ -14,9 +14,10 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 use uuid::Uuid;
 
+use crate::cache::Group;
 use crate::error::{Error, Result};
 use crate::grant::{scope_name, EntryKind, Grant, Level};
-use crate::keys::Scope;
+use crate::keys::{self, Scope};
 use crate::model::{ObjectType, Principal, Role};
 use crate::storage::Kv;
 use crate::txn::{Tx, View};
@@ -50,7 +51,8 @@ pub(crate) fn readable(
         key.push(*kind as u8);
         key.extend_from_slice(id.as_bytes());
     }
-    let allowed = view.derived(scope, &key, || {
+    let group = Group::Kind(keys::SCOPE_BITMAP);
+    let allowed = view.derived(scope, &key, group, || {
         let mut allowed = RoaringBitmap::new();
         for (kind, id) in &entries {
             for level in Level::ALL.into_iter().filter(|l| *l >= need) {

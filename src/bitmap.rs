@@ -23,6 +23,7 @@ use std::hash::BuildHasher;
 
 use roaring::RoaringBitmap;
 
+use crate::cache::Group;
 use crate::error::Result;
 use crate::keys::Scope;
 use crate::storage::{prefix_end, Kv, Writer};
@@ -706,6 +707,9 @@ pub(crate) struct BitmapBuffer {
     unsettled: Vec<bool>,
     /// Scratch space for the key prefix of the bitmap being changed.
     prefix: Vec<u8>,
+    /// The groups of the bitmaps changed or dropped, with their scopes (for the bitmap
+    /// cache); noted when a bitmap is first numbered, so they may repeat.
+    changed: Vec<(Scope, Group)>,
 }
 
 /// What a [`BitmapBuffer`] knows of how one bitmap is stored.
@@ -1055,7 +1059,11 @@ impl BitmapBuffer {
         fresh: bool,
     ) {
         self.set_prefix(scope, name);
+        let numbered = self.unsettled.len();
         let number = self.number(layout);
+        if number as usize == numbered {
+            self.changed.push((scope, Group::of(name)));
+        }
         let kept = &mut self.kept[number as usize];
         debug_assert_eq!(*kept == Kept::Chunked, layout == Layout::Chunked);
         if *kept == Kept::Unprobed {
@@ -1068,6 +1076,15 @@ impl BitmapBuffer {
             self.stale
                 .push(u64::from(number) << 32 | u64::from(chunk_of(ord)));
         }
+    }
+
+    /// The groups of bitmaps changed or dropped since the last call, with their scopes,
+    /// sorted and distinct.
+    pub fn changed_groups(&mut self) -> Vec<(Scope, Group)> {
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.sort_unstable();
+        changed.dedup();
+        changed
     }
 
     /// Reads the whole bitmap `name` as this transaction sees it.
@@ -1094,6 +1111,7 @@ impl BitmapBuffer {
         name_prefix: &[u8],
     ) -> Result<()> {
         self.settle(writer)?;
+        self.changed.push((scope, Group::of(name_prefix)));
         let prefix = scope.bitmap_prefix(name_prefix);
         for (number, held) in self.dirty.iter_mut().enumerate() {
             if self.numbers.name(number as u32).starts_with(&prefix) {

@@ -575,7 +575,7 @@ pub(crate) fn with_value(
     kind: Kind,
 ) -> Result<Arc<RoaringBitmap>> {
     let (from, to) = value_span(pid, kind);
-    view.cached_span(scope, &from, &to)
+    view.cached_span(scope, pid, &from, &to)
 }
 
 /// The span of bitmap names whose union is the records holding any value of property

@@ -578,7 +578,7 @@ fn whole_buckets(
             return Ok(Arc::default());
         }
         let (first, end) = (bucket_name(pid, level, a), bucket_name(pid, level, b_excl));
-        view.cached_span(scope, &first, &end)
+        view.cached_span(scope, pid, &first, &end)
     };
     if coarse_from >= coarse_to_excl {
         return Ok(span(1, from, to + 1)?.as_ref().clone());
@@ -629,7 +629,7 @@ fn index_span(
         Some(next) => index_name(pid, &next.to_be_bytes()),
         None => storage::prefix_end(&index_prefix(pid)).unwrap_or_default(),
     };
-    view.cached_span(scope, &start, &end)
+    view.cached_span(scope, pid, &start, &end)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use roaring::RoaringBitmap;
 use uuid::Uuid;
 
 use crate::bitmap::{self, BitmapBuffer, Layout};
-use crate::cache::BitmapCache;
+use crate::cache::{BitmapCache, Group};
 use crate::codec;
 use crate::column::{self, ColumnBuffer};
 use crate::error::{Error, Result};
@@ -380,16 +380,18 @@ pub(crate) trait View {
         self.bitmap(scope, keys::LIVE).map(Arc::new)
     }
 
-    /// A bitmap that `compute` derives from this state's bitmaps of `scope`, named by `key`
-    /// (which must say everything the result depends on besides the stored state). Read
-    /// views cache it per committed state; transactions compute it each time.
+    /// A bitmap that `compute` derives from this state's bitmaps of `scope` in `group`,
+    /// named by `key` (which must say everything the result depends on besides the stored
+    /// state). Read views cache it for the committed states with the same bitmaps in
+    /// `group`; transactions compute it each time.
     fn derived(
         &self,
         scope: Scope,
         key: &[u8],
+        group: Group,
         compute: impl FnOnce() -> Result<RoaringBitmap>,
     ) -> Result<Arc<RoaringBitmap>> {
-        let _ = (scope, key);
+        let _ = (scope, key, group);
         compute().map(Arc::new)
     }
 
@@ -397,7 +399,7 @@ pub(crate) trait View {
     /// conditions read, which the same and similar queries read again.
     fn cached_bitmap(&self, scope: Scope, name: &[u8]) -> Result<Arc<RoaringBitmap>> {
         let key = [&[CACHED_ONE][..], name].concat();
-        self.derived(scope, &key, || self.bitmap(scope, name))
+        self.derived(scope, &key, Group::of(name), || self.bitmap(scope, name))
     }
 
     /// [`View::bitmap_union`] through the cache of [`View::derived`].
@@ -406,18 +408,25 @@ pub(crate) trait View {
         for name in names {
             write_counted(&mut key, name);
         }
-        self.derived(scope, &key, || self.bitmap_union(scope, names))
+        let group = Group::of_all(names.iter().map(Vec::as_slice));
+        self.derived(scope, &key, group, || self.bitmap_union(scope, names))
     }
 
     /// The union of the stored bitmaps whose names lie in `from..to` (see
-    /// `bitmap::read_span`), through the cache of [`View::derived`].
-    fn cached_span(&self, scope: Scope, from: &[u8], to: &[u8]) -> Result<Arc<RoaringBitmap>> {
+    /// `bitmap::read_span`), all of them derived from property `pid`, through the cache of
+    /// [`View::derived`].
+    fn cached_span(
+        &self,
+        scope: Scope,
+        pid: u16,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<Arc<RoaringBitmap>> {
         let mut key = vec![CACHED_SPAN];
         write_counted(&mut key, from);
         key.extend_from_slice(to);
-        self.derived(scope, &key, || {
-            bitmap::read_span(self.kv(), scope, from, to)
-        })
+        let read = || bitmap::read_span(self.kv(), scope, from, to);
+        self.derived(scope, &key, Group::Prop(pid), read)
     }
 
     /// A catalog changed by this transaction and not yet stored, if any.
@@ -592,6 +601,7 @@ impl View for ReadView<'_> {
         &self,
         scope: Scope,
         key: &[u8],
+        group: Group,
         compute: impl FnOnce() -> Result<RoaringBitmap>,
     ) -> Result<Arc<RoaringBitmap>> {
         let mutations = self.counters(scope)?.mutations;
@@ -601,7 +611,7 @@ impl View for ReadView<'_> {
         let bitmap = Arc::new(compute()?);
         self.shared
             .bitmaps
-            .insert(scope, key, mutations, bitmap.clone());
+            .insert(scope, key, group, mutations, bitmap.clone());
         Ok(bitmap)
     }
 
@@ -834,11 +844,33 @@ impl<'w, 't> Tx<'w, 't> {
     pub fn finish(mut self) -> Result<Vec<(Uuid, u32)>> {
         self.bitmaps.get_mut().flush(self.writer)?;
         self.columns.flush(self.writer)?;
+        self.note_bitmap_changes()?;
         for (scope, counters) in std::mem::take(&mut self.counters) {
             self.writer
                 .put(&scope.prefix(keys::COUNTERS), &counters.encode())?;
         }
         Ok(self.new_teams)
+    }
+}
+
+impl Tx<'_, '_> {
+    /// Tells the bitmap cache, before the commit, which groups of bitmaps of each scope
+    /// this transaction changed and the counter of the state it makes; a scope whose
+    /// bitmaps changed gets a new state even where no record did.
+    fn note_bitmap_changes(&mut self) -> Result<()> {
+        let changed = self.bitmaps.get_mut().changed_groups();
+        for (scope, _) in &changed {
+            if !self.counters.contains_key(scope) {
+                self.touch(*scope)?;
+            }
+        }
+        for chunk in changed.chunk_by(|a, b| a.0 == b.0) {
+            let scope = chunk[0].0;
+            let groups: Vec<Group> = chunk.iter().map(|(_, group)| *group).collect();
+            let mutations = self.counters[&scope].mutations;
+            self.shared.bitmaps.note_changes(scope, &groups, mutations);
+        }
+        Ok(())
     }
 }
 

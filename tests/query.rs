@@ -1117,10 +1117,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// A query's conditions read their bitmaps through a cache shared by the snapshots of
-    /// one database, per committed state of the type. After every kind of write (records,
-    /// the trash, indexing) each filter finds what the model holds, asked twice (the
-    /// second time from the cache); and a snapshot taken before the write, asked after the
-    /// new state is cached, still finds what it held.
+    /// one database, kept across writes that leave the property's bitmaps alone. After
+    /// every kind of write (a score or a status alone, records created, trashed and
+    /// restored, the score's indexing) each filter finds what the model holds, asked twice
+    /// (the second time from the cache); and a snapshot taken before the write, asked after
+    /// the new state is cached, still finds what it held.
     #[test]
     fn cached_condition_bitmaps_follow_every_write(
         seed in prop::collection::vec((prop::option::of(-5i64..5), 0..3usize), 0..12),
