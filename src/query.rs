@@ -436,9 +436,10 @@ fn split_residual(filter: Filter) -> (Filter, Vec<(Field, Op)>) {
 }
 
 /// A page in id order: the matches after the cursor (those in `readable` too, when given:
-/// the caller's grant scope), one 65,536-ordinal window at a time. `narrow` may give, per window, a superset of the records that pass `check` (from
-/// trigram bitmaps), so that only those are loaded and checked; a first page then reads
-/// the bitmaps of its first windows only.
+/// the caller's grant scope), one 65,536-ordinal window at a time. `narrow` may give, per
+/// window, a superset of the records that pass `check` (from trigram bitmaps), so that
+/// only those are loaded and checked; a first page then reads the bitmaps of its first
+/// windows only.
 fn page_by_id(
     kv: &impl Kv,
     scope: Scope,
