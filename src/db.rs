@@ -47,9 +47,10 @@ pub struct Options {
     /// worker resumes unfinished jobs at open and stops when the database is dropped.
     pub jobs: bool,
     /// Bytes of decoded bitmaps kept between reads (default 64 MiB; 0 keeps none): the
-    /// bitmaps a query's conditions read, and principals' grant scopes, each for the
-    /// committed state of its type it was read from. Any change to a record of a type
-    /// makes its entries stale.
+    /// bitmaps a query's conditions read, and principals' grant scopes. An entry serves
+    /// the committed states in which its property's bitmaps (or the grant scopes) are
+    /// unchanged: a write that changes a property's bitmaps makes that property's entries
+    /// stale, and leaves the others.
     pub bitmap_cache_bytes: usize,
 }
 

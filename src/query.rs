@@ -218,9 +218,9 @@ fn fetch<V: View>(
     // domain), else first, so that record checks see only readable records. At the end of
     // a page in id order it is not built at all: the total counts the intersection and the
     // page skips unreadable ordinals before reading records.
-    let grant_last = !eval.deleted && eval::answered_by_bitmaps(&filter, catalog);
+    let bitmaps_alone = !eval.deleted && eval::answered_by_bitmaps(&filter, catalog);
     let (grant_first, mut grant_last) = match readable {
-        Some(readable) if grant_last => (None, Some(readable)),
+        Some(readable) if bitmaps_alone => (None, Some(readable)),
         readable => (readable, None),
     };
     if let Some(readable) = grant_first {
