@@ -170,13 +170,7 @@ fn cursors_from_elsewhere_or_altered_are_refused() {
 #[test]
 fn selection_limits_the_properties_of_each_row() {
     let (db, me) = setup();
-    let org = db
-        .create(
-            &me,
-            ObjectType::Organization,
-            &input(json!({"name": "Acme", "domain": "acme.io"})),
-        )
-        .unwrap();
+    let org = common::organization(&db, &me, json!({"name": "Acme", "domain": "acme.io"}));
     contact(
         &db,
         &me,
@@ -280,13 +274,7 @@ fn trash_and_counts_span_many_bitmap_chunks() {
 #[test]
 fn referenced_names_follow_renames_and_deletes() {
     let (db, me) = setup();
-    let org = db
-        .create(
-            &me,
-            ObjectType::Organization,
-            &input(json!({"name": "Acme"})),
-        )
-        .unwrap();
+    let org = common::organization(&db, &me, json!({"name": "Acme"}));
     contact(
         &db,
         &me,

@@ -686,13 +686,7 @@ fn eventual_commits_survive_a_clean_close() {
 #[test]
 fn references_follow_their_target_through_trash_restore_and_rollback() {
     let (db, me) = setup();
-    let org = db
-        .create(
-            &me,
-            ObjectType::Organization,
-            &input(json!({"name": "Acme"})),
-        )
-        .unwrap();
+    let org = common::organization(&db, &me, json!({"name": "Acme"}));
     let to = |id: Uuid| input(json!({"organization": id.to_string()}));
     let refers = |db: &Database, id: Uuid| db.create(&me, ObjectType::Contact, &to(id));
     refers(&db, org.id).unwrap();

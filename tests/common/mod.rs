@@ -22,6 +22,12 @@ pub fn contact(db: &Database, who: &Principal, properties: Value) -> Record {
         .expect("create contact")
 }
 
+/// Creates an organization with these properties.
+pub fn organization(db: &Database, who: &Principal, properties: Value) -> Record {
+    db.create(who, ObjectType::Organization, &input(properties))
+        .expect("create organization")
+}
+
 /// Asserts the database is consistent.
 pub fn assert_consistent(db: &Database) {
     let report = db.verify_integrity().expect("verify runs");
