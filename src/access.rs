@@ -52,7 +52,7 @@ pub(crate) fn readable(
         key.extend_from_slice(id.as_bytes());
     }
     let group = Group::Kind(keys::SCOPE_BITMAP);
-    let allowed = view.derived(scope, &key, group, || {
+    let allowed = view.derived(scope, &key, group, None, || {
         let mut allowed = RoaringBitmap::new();
         for (kind, id) in &entries {
             for level in Level::ALL.into_iter().filter(|l| *l >= need) {

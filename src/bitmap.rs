@@ -23,7 +23,7 @@ use std::hash::BuildHasher;
 
 use roaring::RoaringBitmap;
 
-use crate::cache::Group;
+use crate::cache::{Changed, Group};
 use crate::error::Result;
 use crate::keys::Scope;
 use crate::storage::{prefix_end, Kv, Writer};
@@ -710,7 +710,18 @@ pub(crate) struct BitmapBuffer {
     /// The groups of the bitmaps changed or dropped, with their scopes (for the bitmap
     /// cache); noted when a bitmap is first numbered, so they may repeat.
     changed: Vec<(Scope, Group)>,
+    /// The scope and group of each numbered bitmap.
+    groups: Vec<(Scope, Group)>,
+    /// The bitmap number and ordinal of each change, while there are at most
+    /// [`NOTED_ORDS_MAX`] and no bitmap was dropped (`noted_past` says when not): the bitmap
+    /// cache brings its entries up to date for these records alone.
+    noted: Vec<(u32, u32)>,
+    noted_past: bool,
 }
+
+/// The most bit changes a transaction lists for the bitmap cache, one by one; a
+/// transaction with more notes its groups as changed without listing them.
+const NOTED_ORDS_MAX: usize = 256;
 
 /// What a [`BitmapBuffer`] knows of how one bitmap is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1063,6 +1074,10 @@ impl BitmapBuffer {
         let number = self.number(layout);
         if number as usize == numbered {
             self.changed.push((scope, Group::of(name)));
+            self.groups.push((scope, Group::of(name)));
+        }
+        if !self.noted_past {
+            self.note(number, ord);
         }
         let kept = &mut self.kept[number as usize];
         debug_assert_eq!(*kept == Kept::Chunked, layout == Layout::Chunked);
@@ -1078,13 +1093,48 @@ impl BitmapBuffer {
         }
     }
 
-    /// The groups of bitmaps changed or dropped since the last call, with their scopes,
-    /// sorted and distinct.
-    pub fn changed_groups(&mut self) -> Vec<(Scope, Group)> {
-        let mut changed = std::mem::take(&mut self.changed);
-        changed.sort_unstable();
-        changed.dedup();
-        changed
+    /// Lists the change of bit `ord` of bitmap number `number` for the bitmap cache, or
+    /// stops listing past [`NOTED_ORDS_MAX`].
+    fn note(&mut self, number: u32, ord: u32) {
+        if self.noted.len() < NOTED_ORDS_MAX {
+            self.noted.push((number, ord));
+        } else {
+            self.stop_noting();
+        }
+    }
+
+    fn stop_noting(&mut self) {
+        self.noted_past = true;
+        self.noted = Vec::new();
+    }
+
+    /// The groups of bitmaps changed or dropped, with their scopes, sorted and distinct,
+    /// each with the ordinals whose bits changed in it (ascending) when they were listed.
+    /// Called once, when the transaction ends (a bitmap's group is kept when it is first
+    /// numbered, so a second call would miss the groups of bitmaps numbered before).
+    pub fn take_changes(&mut self) -> Vec<(Scope, Group, Changed)> {
+        let mut groups = std::mem::take(&mut self.changed);
+        groups.sort_unstable();
+        groups.dedup();
+        let listed = !std::mem::take(&mut self.noted_past);
+        let mut changes: Vec<(Scope, Group, Changed)> = groups
+            .into_iter()
+            .map(|(scope, group)| (scope, group, listed.then(Vec::new)))
+            .collect();
+        for (number, ord) in std::mem::take(&mut self.noted) {
+            let (scope, group) = self.groups[number as usize];
+            let at = changes.partition_point(|(s, g, _)| (*s, *g) < (scope, group));
+            if let Some((_, _, Some(ords))) = changes.get_mut(at) {
+                ords.push(ord);
+            }
+        }
+        for (_, _, ords) in &mut changes {
+            if let Some(ords) = ords {
+                ords.sort_unstable();
+                ords.dedup();
+            }
+        }
+        changes
     }
 
     /// Reads the whole bitmap `name` as this transaction sees it.
@@ -1112,6 +1162,7 @@ impl BitmapBuffer {
     ) -> Result<()> {
         self.settle(writer)?;
         self.changed.push((scope, Group::of(name_prefix)));
+        self.stop_noting();
         let prefix = scope.bitmap_prefix(name_prefix);
         for (number, held) in self.dirty.iter_mut().enumerate() {
             if self.numbers.name(number as u32).starts_with(&prefix) {

@@ -7,10 +7,21 @@
 //! whose bitmaps it changed and the counter of the state it makes. An entry read at state
 //! `e` serves a snapshot at state `r` when the group's last noted change is no later than
 //! both: then no commit between the two states changed the group, so both hold the same
-//! bitmaps. A patch of one property leaves the entries of the others in place. When the
-//! entries outgrow the bound, the least recently used go until a quarter of the bound is
-//! free, so that evicting is rare and cheap.
+//! bitmaps. A patch of one property leaves the entries of the others in place.
+//!
+//! A transaction that changes the bits of a few records also notes those records'
+//! ordinals, and the cache keeps the latest [`HISTORY_LEN`] such notes of each group. An
+//! entry whose group changed since it was read, by notes that all list their ordinals, is
+//! handed out as [`Cached::Stale`] with the ordinals changed between its state and the
+//! reader's: the reader brings it up to date by looking at those records alone (see
+//! `txn::ReadView`), instead of reading every bitmap again. So a count right after a
+//! patch of one record costs a record read more than a cached count, not a full read of
+//! its conditions.
+//!
+//! When the entries outgrow the bound, the least recently used go until a quarter of the
+//! bound is free, so that evicting is rare and cheap.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -64,6 +75,33 @@ impl Group {
 /// allocation, the `Arc`.
 const ENTRY_OVERHEAD: usize = 128;
 
+/// How many of the latest noted changes of each group the cache keeps.
+pub(crate) const HISTORY_LEN: usize = 32;
+
+/// The most changed ordinals a stale entry is handed out with; past them it is read again
+/// (bringing it up to date reads a record per ordinal).
+pub(crate) const REFRESH_MAX_ORDS: usize = 64;
+
+/// What one transaction changed in one group of bitmaps: the ordinals whose bits it
+/// changed, or `None` when it did not list them (too many, or a bitmap dropped whole).
+pub(crate) type Changed = Option<Vec<u32>>;
+
+/// What the cache holds for a key, as [`BitmapCache::lookup`] finds it.
+pub(crate) enum Cached {
+    /// The bitmap of the reader's state.
+    Hit(Arc<RoaringBitmap>),
+    /// A bitmap of an earlier state; between it and the reader's, only the bits of
+    /// `changed` (ascending) may differ.
+    Stale {
+        /// The bitmap as it was read.
+        bitmap: Arc<RoaringBitmap>,
+        /// The ordinals whose bits the commits in between changed.
+        changed: Vec<u32>,
+    },
+    /// Nothing usable.
+    Miss,
+}
+
 /// Bitmaps by scope and key, each for one committed state of its scope.
 pub(crate) struct BitmapCache {
     /// The most bytes the entries may hold together; 0 turns the cache off.
@@ -78,10 +116,49 @@ struct Entries {
     changed: HashMap<(Scope, Group), u64>,
     /// The counter of the latest state noted as changing anything in each scope.
     latest: HashMap<Scope, u64>,
+    /// The latest noted changes of each property's group of a scope.
+    history: HashMap<(Scope, Group), History>,
     /// What the entries hold together, by [`Entry::bytes`].
     bytes: usize,
     /// Counts uses, to rank entries by their last one.
     clock: u64,
+}
+
+/// The latest changes noted for one group, oldest first, at most [`HISTORY_LEN`].
+#[derive(Default)]
+struct History {
+    changes: VecDeque<(u64, Changed)>,
+    /// The latest counter among the changes dropped to keep the bound (0 when none).
+    forgotten: u64,
+}
+
+impl History {
+    fn push(&mut self, mutations: u64, changed: Changed) {
+        let listed = changed.filter(|ords| ords.len() <= REFRESH_MAX_ORDS);
+        self.changes.push_back((mutations, listed));
+        if self.changes.len() > HISTORY_LEN {
+            if let Some((dropped, _)) = self.changes.pop_front() {
+                self.forgotten = self.forgotten.max(dropped);
+            }
+        }
+    }
+
+    /// The ordinals changed by the states after `since` up to `upto`, ascending; `None` if
+    /// a change among them was not listed or is forgotten, or they are too many.
+    fn changed_between(&self, since: u64, upto: u64) -> Option<Vec<u32>> {
+        if self.forgotten > since {
+            return None;
+        }
+        let mut ords = Vec::new();
+        for (at, changed) in &self.changes {
+            if *at > since && *at <= upto {
+                ords.extend_from_slice(changed.as_deref()?);
+            }
+        }
+        ords.sort_unstable();
+        ords.dedup();
+        (ords.len() <= REFRESH_MAX_ORDS).then_some(ords)
+    }
 }
 
 struct Entry {
@@ -105,6 +182,7 @@ impl BitmapCache {
                 map: HashMap::new(),
                 changed: HashMap::new(),
                 latest: HashMap::new(),
+                history: HashMap::new(),
                 bytes: 0,
                 clock: 0,
             }),
@@ -112,38 +190,69 @@ impl BitmapCache {
     }
 
     /// The bitmap `key` of `scope` cached for a state with the same bitmaps as the one
-    /// with counter `mutations`, if any. An entry that no snapshot can use any more (its
-    /// group changed after it was read) is dropped on the way.
+    /// with counter `mutations`, if any.
+    #[cfg(test)]
     pub fn get(&self, scope: Scope, key: &[u8], mutations: u64) -> Option<Arc<RoaringBitmap>> {
+        match self.lookup(scope, key, mutations) {
+            Cached::Hit(bitmap) => Some(bitmap),
+            _ => None,
+        }
+    }
+
+    /// What is cached as `key` of `scope` for the state with counter `mutations`: a hit
+    /// when the entry's group has not changed between its state and that one, a stale
+    /// entry when it has, in a property's group, by a few listed ordinals only (and the
+    /// entry is the older of the two), else a miss. An entry that no snapshot can use or
+    /// bring up to date any more is dropped on the way.
+    pub fn lookup(&self, scope: Scope, key: &[u8], mutations: u64) -> Cached {
         if self.max_bytes == 0 {
-            return None;
+            return Cached::Miss;
         }
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
         inner.clock += 1;
         let slot = (scope, key.to_vec());
-        let entry = inner.map.get(&slot)?;
-        let changed = inner.last_change(scope, entry.group);
-        if changed <= entry.mutations.min(mutations) {
-            let entry = inner.map.get_mut(&slot).expect("found above");
-            entry.used = inner.clock;
-            return Some(entry.bitmap.clone());
+        let Some(entry) = inner.map.get_mut(&slot) else {
+            return Cached::Miss;
+        };
+        entry.used = inner.clock;
+        let (read_at, group, bitmap) = (entry.mutations, entry.group, entry.bitmap.clone());
+        let changed = inner.last_change(scope, group);
+        if changed <= read_at.min(mutations) {
+            return Cached::Hit(bitmap);
         }
-        if changed > entry.mutations {
+        if read_at < mutations {
+            if let Some(changed) = inner.changed_between(scope, group, read_at, mutations) {
+                return Cached::Stale { bitmap, changed };
+            }
+        }
+        if changed > read_at {
+            let entry = inner.map.remove(&slot).expect("found above");
             inner.bytes -= entry.bytes;
-            inner.map.remove(&slot);
         }
-        None
+        Cached::Miss
+    }
+
+    /// Whether no noted change of `group` of `scope` lies between the states with counters
+    /// `read_at` and `mutations` (or comes after both): then a bitmap of the group read at
+    /// one serves the other. Tracked whatever the bound, also with the cache off.
+    pub fn unchanged(&self, scope: Scope, group: Group, read_at: u64, mutations: u64) -> bool {
+        self.inner.lock().last_change(scope, group) <= read_at.min(mutations)
     }
 
     /// Notes that the state with counter `mutations` of `scope`, about to be committed,
-    /// changes the bitmaps of `groups`. Called before the commit can be seen, so that no
-    /// snapshot of that state or a later one takes an entry read before it.
-    pub fn note_changes(&self, scope: Scope, groups: &[Group], mutations: u64) {
+    /// changes the bitmaps of each group of `changes`, with the ordinals it lists. Called
+    /// before the commit can be seen, so that no snapshot of that state or a later one
+    /// takes an entry read before it as it is.
+    pub fn note_changes(&self, scope: Scope, changes: Vec<(Group, Changed)>, mutations: u64) {
         let mut inner = self.inner.lock();
-        for group in groups {
-            let at = inner.changed.entry((scope, *group)).or_insert(0);
+        for (group, changed) in changes {
+            let at = inner.changed.entry((scope, group)).or_insert(0);
             *at = (*at).max(mutations);
+            if let Group::Prop(_) = group {
+                let history = inner.history.entry((scope, group)).or_default();
+                history.push(mutations, changed);
+            }
         }
         let latest = inner.latest.entry(scope).or_insert(0);
         *latest = (*latest).max(mutations);
@@ -210,6 +319,28 @@ impl Entries {
         }
     }
 
+    /// The ordinals whose bits in `group` of `scope` the states after `since` up to `upto`
+    /// changed; `None` unless `group` is a property's, no change of any group came between
+    /// and every change between is listed in the history.
+    fn changed_between(
+        &self,
+        scope: Scope,
+        group: Group,
+        since: u64,
+        upto: u64,
+    ) -> Option<Vec<u32>> {
+        let Group::Prop(_) = group else {
+            return None;
+        };
+        let any = self.changed.get(&(scope, Group::Any)).copied().unwrap_or(0);
+        if any > since {
+            return None;
+        }
+        self.history
+            .get(&(scope, group))?
+            .changed_between(since, upto)
+    }
+
     /// Drops the least recently used entries until they hold at most `target` bytes.
     fn evict_to(&mut self, target: usize) {
         let mut by_use: Vec<(u64, usize)> = self.map.values().map(|e| (e.used, e.bytes)).collect();
@@ -261,13 +392,13 @@ mod tests {
             cache.get(scope(1), b"k", 9).is_some(),
             "no change noted since"
         );
-        cache.note_changes(scope(1), &[STATUS], 6);
-        cache.note_changes(scope(2), &[SCORE], 7);
+        cache.note_changes(scope(1), vec![(STATUS, None)], 6);
+        cache.note_changes(scope(2), vec![(SCORE, None)], 7);
         assert!(
             cache.get(scope(1), b"k", 7).is_some(),
             "other groups and scopes changed"
         );
-        cache.note_changes(scope(1), &[SCORE], 8);
+        cache.note_changes(scope(1), vec![(SCORE, None)], 8);
         assert!(
             cache.get(scope(1), b"k", 7).is_none(),
             "read before the change"
@@ -290,13 +421,91 @@ mod tests {
         );
         let one = bitmap_of(0..4).serialized_size() + 1 + ENTRY_OVERHEAD;
         assert_eq!(cache.bytes(), one);
-        cache.note_changes(scope(1), &[Group::Any], 10);
+        cache.note_changes(scope(1), vec![(Group::Any, None)], 10);
         assert!(cache.get(scope(1), b"k", 10).is_none(), "any group changed");
         cache.insert(scope(1), b"all", Group::Any, 10, bitmap_of(0..2));
-        cache.note_changes(scope(1), &[STATUS], 11);
+        cache.note_changes(scope(1), vec![(STATUS, None)], 11);
         assert!(
             cache.get(scope(1), b"all", 11).is_none(),
             "read from every group"
+        );
+    }
+
+    fn stale_ords(cached: Cached) -> Option<Vec<u32>> {
+        match cached {
+            Cached::Stale { changed, .. } => Some(changed),
+            _ => None,
+        }
+    }
+
+    /// An entry of a property's group that changes with listed ordinals since is handed
+    /// out stale, with the ordinals changed up to the reader's state; an unlisted change,
+    /// a change of any group, a forgotten one or too many ordinals make it a miss.
+    #[test]
+    fn entries_changed_by_listed_ordinals_are_handed_out_stale() {
+        let cache = BitmapCache::new(1 << 20);
+        cache.insert(scope(1), b"k", SCORE, 5, bitmap_of(0..10));
+        cache.note_changes(scope(1), vec![(SCORE, Some(vec![3, 12]))], 6);
+        cache.note_changes(scope(1), vec![(SCORE, Some(vec![12, 1]))], 7);
+        let at = |m| stale_ords(cache.lookup(scope(1), b"k", m));
+        assert_eq!(
+            at(6),
+            Some(vec![3, 12]),
+            "the changes up to the reader's state"
+        );
+        assert_eq!(at(9), Some(vec![1, 3, 12]), "sorted and distinct");
+        assert!(cache.get(scope(1), b"k", 7).is_none(), "never a hit");
+        cache.insert(scope(1), b"k", SCORE, 7, bitmap_of(0..2));
+        assert_eq!(cache.get(scope(1), b"k", 7).unwrap().len(), 2, "replaced");
+
+        cache.note_changes(scope(1), vec![(SCORE, None)], 8);
+        assert!(
+            stale_ords(cache.lookup(scope(1), b"k", 8)).is_none(),
+            "unlisted"
+        );
+        cache.insert(scope(1), b"k", SCORE, 8, bitmap_of(0..3));
+        cache.note_changes(scope(1), vec![(Group::Any, None)], 9);
+        cache.note_changes(scope(1), vec![(SCORE, Some(vec![1]))], 10);
+        assert!(
+            stale_ords(cache.lookup(scope(1), b"k", 10)).is_none(),
+            "any group"
+        );
+
+        cache.insert(scope(1), b"k", SCORE, 10, bitmap_of(0..3));
+        let many: Vec<u32> = (0..=REFRESH_MAX_ORDS as u32).collect();
+        cache.note_changes(scope(1), vec![(SCORE, Some(many))], 11);
+        assert!(
+            stale_ords(cache.lookup(scope(1), b"k", 11)).is_none(),
+            "too many"
+        );
+
+        cache.insert(scope(1), b"k", SCORE, 11, bitmap_of(0..3));
+        cache.insert(scope(1), b"s", STATUS, 11, bitmap_of(0..3));
+        for m in 12..12 + HISTORY_LEN as u64 {
+            cache.note_changes(scope(1), vec![(SCORE, Some(vec![m as u32]))], m);
+        }
+        let last = 11 + HISTORY_LEN as u64;
+        assert_eq!(
+            at(last).map(|ords| ords.len()),
+            Some(HISTORY_LEN),
+            "all kept"
+        );
+        cache.note_changes(scope(1), vec![(SCORE, Some(vec![0]))], last + 1);
+        assert!(
+            at(last + 1).is_none(),
+            "the first change after it is forgotten"
+        );
+        assert!(
+            cache.get(scope(1), b"s", last + 1).is_some(),
+            "another group"
+        );
+
+        let live = Group::Kind(0);
+        cache.insert(scope(1), b"l", live, 20, bitmap_of(0..3));
+        cache.note_changes(scope(1), vec![(live, Some(vec![1]))], 21);
+        assert!(
+            stale_ords(cache.lookup(scope(1), b"l", 21)).is_none(),
+            "only properties' groups"
         );
     }
 

@@ -452,23 +452,45 @@ pub(crate) fn bitmaps_of(catalog: &Catalog, record: &StoredRecord) -> Names {
     // About three names per property (a value's index bitmap and two range buckets).
     let mut names = Names::with_capacity(3 * record.props.len());
     for (pid, value) in &record.props {
-        match value {
-            StoredValue::Options(nums) => {
-                for n in nums {
-                    names.push(|out| write_value_bitmap_name(out, *pid, &StoredValue::Option(*n)));
-                }
+        value_names(*pid, value, || catalog.by_pid(*pid), &mut names);
+    }
+    names
+}
+
+/// The bitmaps of property `pid` that a live `record` is a member of: those of
+/// [`bitmaps_of`] that derive from `pid` (`prop` is its entry in the catalog, if any).
+pub(crate) fn bitmaps_of_prop(pid: u16, prop: Option<&Property>, record: &StoredRecord) -> Names {
+    let mut names = Names::with_capacity(3);
+    for (_, value) in record.props.iter().filter(|(p, _)| *p == pid) {
+        value_names(pid, value, || prop, &mut names);
+    }
+    names
+}
+
+/// Appends the names of the bitmaps that a record holding `value` in property `pid` is a
+/// member of; `prop` finds the property in the catalog (index bitmaps are only of
+/// properties it has).
+fn value_names<'c>(
+    pid: u16,
+    value: &StoredValue,
+    prop: impl FnOnce() -> Option<&'c Property>,
+    names: &mut Names,
+) {
+    match value {
+        StoredValue::Options(nums) => {
+            for n in nums {
+                names.push(|out| write_value_bitmap_name(out, pid, &StoredValue::Option(*n)));
             }
-            StoredValue::Option(_) | StoredValue::Bool(_) => {
-                names.push(|out| write_value_bitmap_name(out, *pid, value));
-            }
-            other => {
-                if let Some(prop) = catalog.by_pid(*pid) {
-                    index_names(prop, other, &mut names);
-                }
+        }
+        StoredValue::Option(_) | StoredValue::Bool(_) => {
+            names.push(|out| write_value_bitmap_name(out, pid, value));
+        }
+        other => {
+            if let Some(prop) = prop() {
+                index_names(prop, other, names);
             }
         }
     }
-    names
 }
 
 /// The name of the index bitmap holding the records whose index form for `prop` equals

@@ -572,6 +572,14 @@ pub(crate) fn ord_to_id(kv: &impl Kv, scope: Scope, ord: u32) -> Result<u128> {
     ord_id(kv, scope, ord)?.ok_or_else(|| Error::Internal(format!("ordinal {ord} has no id")))
 }
 
+/// The record with ordinal `ord`, or `None` if there is none (purged).
+pub(crate) fn load_at(kv: &impl Kv, scope: Scope, ord: u32) -> Result<Option<StoredRecord>> {
+    match ord_id(kv, scope, ord)? {
+        Some(id) => load(kv, scope, id),
+        None => Ok(None),
+    }
+}
+
 /// The id of the record with ordinal `ord`, or `None` if there is none (purged).
 fn ord_id(kv: &impl Kv, scope: Scope, ord: u32) -> Result<Option<u128>> {
     Ok(kv

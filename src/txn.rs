@@ -11,7 +11,7 @@ use roaring::RoaringBitmap;
 use uuid::Uuid;
 
 use crate::bitmap::{self, BitmapBuffer, Layout};
-use crate::cache::{BitmapCache, Group};
+use crate::cache::{BitmapCache, Cached, Group};
 use crate::codec;
 use crate::column::{self, ColumnBuffer};
 use crate::error::{Error, Result};
@@ -19,6 +19,7 @@ use crate::keys::{self, Scope};
 use crate::model::ObjectType;
 use crate::schema::Catalog;
 use crate::storage::{Kv, Reader, Writer};
+use crate::{index, records};
 
 /// Caches shared by every transaction of one open database. Entries are only ever taken
 /// from committed state, and catalogs are used only for a snapshot of the stamp they were
@@ -140,6 +141,9 @@ impl<V: Clone> IdCaches<V> {
     }
 }
 
+/// The group of the live bitmap in the bitmap cache's tracking of changes.
+const LIVE_GROUP: Group = Group::Kind(keys::LIVE[0]);
+
 /// At most this many values (names, ordinals) are cached per scope.
 const NAME_CACHE_MAX: usize = 262_144;
 /// At most this many values of one kind are cached for all scopes together (then the cache
@@ -189,10 +193,14 @@ impl Shared {
             .remember(scope, (mutations, catalog_version), found);
     }
 
-    /// The cached live bitmap of `scope` in the state with counter `mutations`.
+    /// The cached live bitmap of `scope` for the state with counter `mutations`: the one
+    /// held, if no commit between its state and that one changed the live bitmap (a patch
+    /// leaves it; the bitmap cache tracks the changes, see [`BitmapCache::unchanged`]).
     fn cached_live(&self, scope: Scope, mutations: u64) -> Option<Arc<RoaringBitmap>> {
         match self.live.lock().get(&scope) {
-            Some((at, live)) if *at == mutations => Some(live.clone()),
+            Some((at, live)) if self.bitmaps.unchanged(scope, LIVE_GROUP, *at, mutations) => {
+                Some(live.clone())
+            }
             _ => None,
         }
     }
@@ -383,15 +391,18 @@ pub(crate) trait View {
     /// A bitmap that `compute` derives from this state's bitmaps of `scope` in `group`,
     /// named by `key` (which must say everything the result depends on besides the stored
     /// state). Read views cache it for the committed states with the same bitmaps in
-    /// `group`; transactions compute it each time.
+    /// `group`, and where `covers` says which bitmaps it is the union of, bring an entry
+    /// of an earlier state up to date from the few records changed since (see
+    /// `cache::Cached::Stale`); transactions compute it each time.
     fn derived(
         &self,
         scope: Scope,
         key: &[u8],
         group: Group,
+        covers: Option<Covers<'_>>,
         compute: impl FnOnce() -> Result<RoaringBitmap>,
     ) -> Result<Arc<RoaringBitmap>> {
-        let _ = (scope, key, group);
+        let _ = (scope, key, group, covers);
         compute().map(Arc::new)
     }
 
@@ -399,7 +410,10 @@ pub(crate) trait View {
     /// conditions read, which the same and similar queries read again.
     fn cached_bitmap(&self, scope: Scope, name: &[u8]) -> Result<Arc<RoaringBitmap>> {
         let key = [&[CACHED_ONE][..], name].concat();
-        self.derived(scope, &key, Group::of(name), || self.bitmap(scope, name))
+        let covers = Some(Covers::One(name));
+        self.derived(scope, &key, Group::of(name), covers, || {
+            self.bitmap(scope, name)
+        })
     }
 
     /// [`View::bitmap_union`] through the cache of [`View::derived`].
@@ -409,7 +423,10 @@ pub(crate) trait View {
             write_counted(&mut key, name);
         }
         let group = Group::of_all(names.iter().map(Vec::as_slice));
-        self.derived(scope, &key, group, || self.bitmap_union(scope, names))
+        let covers = Some(Covers::Union(names));
+        self.derived(scope, &key, group, covers, || {
+            self.bitmap_union(scope, names)
+        })
     }
 
     /// The union of the stored bitmaps whose names lie in `from..to` (see
@@ -426,7 +443,8 @@ pub(crate) trait View {
         write_counted(&mut key, from);
         key.extend_from_slice(to);
         let read = || bitmap::read_span(self.kv(), scope, from, to);
-        self.derived(scope, &key, Group::Prop(pid), read)
+        let covers = Some(Covers::Span(from, to));
+        self.derived(scope, &key, Group::Prop(pid), covers, read)
     }
 
     /// A catalog changed by this transaction and not yet stored, if any.
@@ -494,6 +512,8 @@ type SeenCatalogs = Vec<((Uuid, ObjectType), Arc<Catalog>)>;
 #[derive(Default)]
 struct Seen {
     catalogs: SeenCatalogs,
+    /// The catalogs of `catalogs` whose team has a number, by scope.
+    scoped: Vec<(Scope, Arc<Catalog>)>,
     counters: Vec<(Scope, Counters)>,
 }
 
@@ -504,6 +524,101 @@ impl<'db> ReadView<'db> {
             reader,
             shared,
             seen: parking_lot::Mutex::default(),
+        }
+    }
+
+    /// `stale`, the union of the bitmaps of property `pid` that `covers` names as an
+    /// earlier state held them, brought up to this view's state by looking at the records
+    /// of `changed` alone (the only ones whose bits changed between): each is in it if it
+    /// is live and its value puts it in a covered bitmap. `None` where the records cannot
+    /// tell (the catalog not read through this view, a record unreadable, a span's bound
+    /// inside a bitmap's keys): the caller reads the bitmaps again.
+    fn brought_up_to_date(
+        &self,
+        scope: Scope,
+        pid: u16,
+        covers: Covers<'_>,
+        stale: &RoaringBitmap,
+        changed: &[u32],
+    ) -> Option<RoaringBitmap> {
+        if !covers.of_values() {
+            return None;
+        }
+        let catalog = self.seen_catalog(scope)?;
+        let prop = catalog.by_pid(pid);
+        let mut bitmap = stale.clone();
+        for &ord in changed {
+            let member = match records::load_at(&self.reader, scope, ord).ok()? {
+                Some(record) if record.is_live() => {
+                    let names = index::bitmaps_of_prop(pid, prop, &record);
+                    let mut member = false;
+                    for name in names.iter() {
+                        member |= covers.covers(name, ord)?;
+                    }
+                    member
+                }
+                _ => false,
+            };
+            match member {
+                true => bitmap.insert(ord),
+                false => bitmap.remove(ord),
+            };
+        }
+        Some(bitmap)
+    }
+
+    /// The catalog of `scope` if this view has read it.
+    fn seen_catalog(&self, scope: Scope) -> Option<Arc<Catalog>> {
+        let seen = self.seen.lock();
+        let found = seen.scoped.iter().find(|(s, _)| *s == scope);
+        found.map(|(_, catalog)| catalog.clone())
+    }
+}
+
+/// Which bitmaps of one property a cached bitmap is the union of, so that a read view can
+/// tell, record by record, whether a changed record belongs in it.
+#[derive(Clone, Copy)]
+pub(crate) enum Covers<'n> {
+    /// The bitmap of this name.
+    One(&'n [u8]),
+    /// The bitmaps of these names.
+    Union(&'n [Vec<u8>]),
+    /// Every bitmap whose keys lie in `from..to` (see `bitmap::read_span`).
+    Span(&'n [u8], &'n [u8]),
+}
+
+impl Covers<'_> {
+    /// Whether the bitmaps covered are all value, index or bucket bitmaps, whose members a
+    /// record's values say (not trigram bitmaps, which may hold more).
+    fn of_values(&self) -> bool {
+        let of_values = |name: &[u8]| {
+            matches!(
+                name.first(),
+                Some(&(keys::VALUE_BITMAP | keys::INDEX_BITMAP | keys::BUCKET_BITMAP))
+            )
+        };
+        match self {
+            Covers::One(name) => of_values(name),
+            Covers::Union(names) => names.iter().all(|name| of_values(name)),
+            Covers::Span(from, to) => of_values(from) && from.first() == to.first(),
+        }
+    }
+
+    /// Whether bitmap `name` is covered, for the bit of `ord`; `None` when that depends on
+    /// how the bitmap is stored (a span's bound falling between its chunk rows and its
+    /// whole row).
+    fn covers(&self, name: &[u8], ord: u32) -> Option<bool> {
+        match self {
+            Covers::One(one) => Some(name == *one),
+            Covers::Union(names) => Some(names.iter().any(|n| n == name)),
+            Covers::Span(from, to) => {
+                let in_span = |row: u32| {
+                    let key = [name, &row.to_be_bytes()[..]].concat();
+                    *from <= key.as_slice() && key.as_slice() < *to
+                };
+                let as_chunk = in_span(bitmap::chunk_of(ord));
+                (as_chunk == in_span(bitmap::WHOLE_ROW)).then_some(as_chunk)
+            }
         }
     }
 }
@@ -573,10 +688,12 @@ impl View for ReadView<'_> {
         }
         drop(seen);
         let catalog = stored_catalog(self, team, ty)?;
-        self.seen
-            .lock()
-            .catalogs
-            .push(((team, ty), catalog.clone()));
+        let scope = self.scope(team, ty)?;
+        let mut seen = self.seen.lock();
+        seen.catalogs.push(((team, ty), catalog.clone()));
+        if let Some(scope) = scope {
+            seen.scoped.push((scope, catalog.clone()));
+        }
         Ok(catalog)
     }
 
@@ -602,13 +719,24 @@ impl View for ReadView<'_> {
         scope: Scope,
         key: &[u8],
         group: Group,
+        covers: Option<Covers<'_>>,
         compute: impl FnOnce() -> Result<RoaringBitmap>,
     ) -> Result<Arc<RoaringBitmap>> {
         let mutations = self.counters(scope)?.mutations;
-        if let Some(bitmap) = self.shared.bitmaps.get(scope, key, mutations) {
-            return Ok(bitmap);
-        }
-        let bitmap = Arc::new(compute()?);
+        let updated = match self.shared.bitmaps.lookup(scope, key, mutations) {
+            Cached::Hit(bitmap) => return Ok(bitmap),
+            Cached::Stale { bitmap, changed } => match (group, covers) {
+                (Group::Prop(pid), Some(covers)) => {
+                    self.brought_up_to_date(scope, pid, covers, &bitmap, &changed)
+                }
+                _ => None,
+            },
+            Cached::Miss => None,
+        };
+        let bitmap = Arc::new(match updated {
+            Some(bitmap) => bitmap,
+            None => compute()?,
+        });
         self.shared
             .bitmaps
             .insert(scope, key, group, mutations, bitmap.clone());
@@ -858,17 +986,20 @@ impl Tx<'_, '_> {
     /// this transaction changed and the counter of the state it makes; a scope whose
     /// bitmaps changed gets a new state even where no record did.
     fn note_bitmap_changes(&mut self) -> Result<()> {
-        let changed = self.bitmaps.get_mut().changed_groups();
-        for (scope, _) in &changed {
+        let changes = self.bitmaps.get_mut().take_changes();
+        for (scope, _, _) in &changes {
             if !self.counters.contains_key(scope) {
                 self.touch(*scope)?;
             }
         }
-        for chunk in changed.chunk_by(|a, b| a.0 == b.0) {
-            let scope = chunk[0].0;
-            let groups: Vec<Group> = chunk.iter().map(|(_, group)| *group).collect();
+        let mut changes = changes.into_iter().peekable();
+        while let Some((scope, group, ords)) = changes.next() {
+            let mut groups = vec![(group, ords)];
+            while let Some((_, group, ords)) = changes.next_if(|change| change.0 == scope) {
+                groups.push((group, ords));
+            }
             let mutations = self.counters[&scope].mutations;
-            self.shared.bitmaps.note_changes(scope, &groups, mutations);
+            self.shared.bitmaps.note_changes(scope, groups, mutations);
         }
         Ok(())
     }

@@ -1021,9 +1021,11 @@ fn a_cut_bucket_with_few_candidates_counts_like_a_scan() {
 /// A write in [`cached_condition_bitmaps_follow_every_write`].
 #[derive(Clone, Debug)]
 enum Change {
-    Create(Option<i64>, usize),
+    Create(Option<i64>, usize, u8),
     Rescore(usize, Option<i64>),
     Restatus(usize, usize),
+    /// Sets the tags to those of the mask's bits (x, y, z).
+    Retag(usize, u8),
     Delete(usize),
     Restore(usize),
     /// Drops the score from the value index, or builds it again.
@@ -1033,17 +1035,32 @@ enum Change {
 fn change() -> impl Strategy<Value = Change> {
     let score = prop::option::weighted(0.8, -5i64..5);
     prop_oneof![
-        (score.clone(), 0..3usize).prop_map(|(s, st)| Change::Create(s, st)),
+        (score.clone(), 0..3usize, 0..8u8).prop_map(|(s, st, t)| Change::Create(s, st, t)),
         (any::<usize>(), score).prop_map(|(i, s)| Change::Rescore(i, s)),
         (any::<usize>(), 0..3usize).prop_map(|(i, st)| Change::Restatus(i, st)),
+        (any::<usize>(), 0..8u8).prop_map(|(i, t)| Change::Retag(i, t)),
         any::<usize>().prop_map(Change::Delete),
         any::<usize>().prop_map(Change::Restore),
         Just(Change::ToggleIndex),
     ]
 }
 
-/// A contact of the model: id, score, status, live.
-type Held = (Uuid, Option<i64>, usize, bool);
+/// A contact of the model: id, score, status, live, tags (bits of x, y, z).
+type Held = (Uuid, Option<i64>, usize, bool, u8);
+
+/// The tags of mask `tags` as a property value (`null` for none).
+fn tags_value(tags: u8) -> Value {
+    let names: Vec<&str> = ["x", "y", "z"]
+        .into_iter()
+        .enumerate()
+        .filter(|(bit, _)| tags & (1 << bit) != 0)
+        .map(|(_, name)| name)
+        .collect();
+    match names.is_empty() {
+        true => Value::Null,
+        false => json!(names),
+    }
+}
 
 /// The filters [`cached_condition_bitmaps_follow_every_write`] asks, each with what it
 /// means for a contact of the model.
@@ -1077,6 +1094,18 @@ fn cached_filters() -> Vec<(Value, Box<dyn Fn(&Held) -> bool>)> {
             Box::new(move |h| h.2 == 1 && score(h).is_some_and(|s| (-1..=3).contains(&s))),
         ),
         (json!({"$not": {"status": "c"}}), Box::new(|h| h.2 != 2)),
+        (
+            json!({"tags": {"$in": ["x", "y"]}}),
+            Box::new(|h| h.4 & 0b011 != 0),
+        ),
+        (
+            json!({"tags": {"$all": ["x", "z"]}}),
+            Box::new(|h| h.4 & 0b101 == 0b101),
+        ),
+        (
+            json!({"tags": {"$contains": "y"}}),
+            Box::new(|h| h.4 & 0b010 != 0),
+        ),
     ]
 }
 
@@ -1118,24 +1147,26 @@ proptest! {
 
     /// A query's conditions read their bitmaps through a cache shared by the snapshots of
     /// one database, kept across writes that leave the property's bitmaps alone. After
-    /// every kind of write (a score or a status alone, records created, trashed and
-    /// restored, the score's indexing) each filter finds what the model holds, asked twice
-    /// (the second time from the cache); and a snapshot taken before the write, asked after
-    /// the new state is cached, still finds what it held.
+    /// every kind of write (a score, a status or the tags alone, records created, trashed
+    /// and restored, the score's indexing) each filter finds what the model holds, asked
+    /// twice (the first time bringing the cached bitmaps of the property written up to date
+    /// from the record changed, the second time from the cache); and a snapshot taken
+    /// before the write, asked after the new state is cached, still finds what it held.
     #[test]
     fn cached_condition_bitmaps_follow_every_write(
-        seed in prop::collection::vec((prop::option::of(-5i64..5), 0..3usize), 0..12),
+        seed in prop::collection::vec((prop::option::of(-5i64..5), 0..3usize, 0..8u8), 0..12),
         changes in prop::collection::vec(change(), 1..20),
     ) {
         let (db, me) = setup();
         let admin = Principal::admin(me.team, me.user);
         db.add_property(&admin, C, &spec("score", "number", &[])).unwrap();
         db.add_property(&admin, C, &spec("status", "select", &STATUSES)).unwrap();
-        let create = |score: Option<i64>, status: usize| -> Held {
-            let props = json!({"score": score, "status": STATUSES[status]});
-            (db.create(&me, C, &input(props)).unwrap().id, score, status, true)
+        db.add_property(&admin, C, &spec("tags", "multiselect", &["x", "y", "z"])).unwrap();
+        let create = |score: Option<i64>, status: usize, tags: u8| -> Held {
+            let props = json!({"score": score, "status": STATUSES[status], "tags": tags_value(tags)});
+            (db.create(&me, C, &input(props)).unwrap().id, score, status, true, tags)
         };
-        let mut model: Vec<Held> = seed.iter().map(|(s, st)| create(*s, *st)).collect();
+        let mut model: Vec<Held> = seed.iter().map(|(s, st, t)| create(*s, *st, *t)).collect();
         let mut indexed = true;
         let now = |r: &QueryRequest| db.query(&me, C, r).unwrap();
         for change in changes {
@@ -1145,7 +1176,7 @@ proptest! {
             let n = model.len().max(1);
             let live = |i: usize| model.get(i % n).map(|h| h.3);
             match change {
-                Change::Create(s, st) => model.push(create(s, st)),
+                Change::Create(s, st, t) => model.push(create(s, st, t)),
                 Change::Rescore(i, s) if live(i) == Some(true) => {
                     db.patch(&me, C, model[i % n].0, &input(json!({"score": s}))).unwrap();
                     model[i % n].1 = s;
@@ -1154,6 +1185,10 @@ proptest! {
                     let props = json!({"status": STATUSES[st]});
                     db.patch(&me, C, model[i % n].0, &input(props)).unwrap();
                     model[i % n].2 = st;
+                }
+                Change::Retag(i, t) if live(i) == Some(true) => {
+                    db.patch(&me, C, model[i % n].0, &input(json!({"tags": tags_value(t)}))).unwrap();
+                    model[i % n].4 = t;
                 }
                 Change::Delete(i) if live(i) == Some(true) => {
                     db.delete(&me, C, model[i % n].0).unwrap();
