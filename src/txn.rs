@@ -1072,6 +1072,37 @@ impl<'t> View for Tx<'_, 't> {
 mod tests {
     use super::*;
 
+    /// A cached union says which bitmap names hold its records: exactly its names, or the
+    /// keys of its span; a span whose bound falls between a bitmap's chunk rows and its
+    /// whole row cannot say, and trigram bitmaps are never brought up to date.
+    #[test]
+    fn covered_names_are_the_union_or_the_span_of_keys() {
+        let name = |last: u8| vec![keys::INDEX_BITMAP, 0, 7, last];
+        let (a, b) = (name(1), name(2));
+        assert_eq!(Covers::One(&a).covers(&a, 5), Some(true));
+        assert_eq!(Covers::One(&a).covers(&b, 5), Some(false));
+        let both = [a.clone(), b.clone()];
+        assert_eq!(Covers::Union(&both).covers(&b, 5), Some(true));
+        assert_eq!(Covers::Union(&both).covers(&name(3), 5), Some(false));
+        let (from, to) = (name(1), name(3));
+        let span = Covers::Span(&from, &to);
+        assert_eq!(span.covers(&a, 5), Some(true));
+        assert_eq!(span.covers(&b, 70_000), Some(true));
+        assert_eq!(span.covers(&name(3), 5), Some(false));
+        assert_eq!(span.covers(&name(0), 5), Some(false));
+        let inside = [a.as_slice(), &[0, 0, 0, 9]].concat();
+        let ambiguous = Covers::Span(&from, &inside);
+        assert_eq!(ambiguous.covers(&a, 5), None, "chunk row in, whole row out");
+        assert!(span.of_values() && Covers::Union(&both).of_values());
+        let gram = [keys::GRAM_BITMAP, 0, 7, b'a', b'b', b'c'];
+        assert!(!Covers::One(&gram).of_values());
+        let across = [keys::BUCKET_BITMAP];
+        assert!(
+            !Covers::Span(&from, &across).of_values(),
+            "two kinds of bitmaps"
+        );
+    }
+
     #[test]
     fn id_caches_keep_one_state_per_scope_and_a_bounded_number_of_values() {
         let caches = IdCaches::<u32>::default();
