@@ -1076,6 +1076,11 @@ fn query_rows(db: &Database, me: &Principal, sqlite: &Connection, rows: &mut Vec
         &filtered,
         filtered_sql,
     ));
+    rows.push(q.count_after_create_row(
+        "query: the filtered count right after a create of one contact (its cached bitmaps and the live bitmap stale)",
+        &filtered,
+        filtered_sql,
+    ));
 }
 
 /// The same query asked of both engines: a prismdb filter and the SQLite `WHERE` clause
@@ -1141,14 +1146,13 @@ impl Queries<'_> {
     }
 
     /// A count in both engines, each call right after an untimed patch of one contact's
-    /// status, city and score in that engine. The patch changes bitmaps of all three
-    /// properties the count reads, so every cached one is stale and each prismdb call reads
-    /// and decodes them again (median of 20 each).
+    /// status, city and score in both. The patch changes bitmaps of all three properties
+    /// the count reads, so every cached one is stale: prismdb brings them up to date from
+    /// the patched record (median of 20 each).
     fn count_after_write_row(&self, op: &'static str, filter: &Value, sql: &str) -> Row {
-        let request = self.request(filter, &[], true);
         let first = self.db.list(self.me, C, &ListRequest::first(20)).unwrap();
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for (k, row) in first.rows.iter().enumerate() {
+        self.count_after_each(op, filter, sql, |k| {
+            let row = &first.rows[k];
             let (status, city, score) = (
                 k % STATUSES.len(),
                 format!("city{}", k % 4),
@@ -1161,15 +1165,53 @@ impl Queries<'_> {
                     b.patch(C, row.id, &input)
                 })
                 .unwrap();
-            let start = Instant::now();
-            let total = self.ours(&request).total;
-            ours.push(start.elapsed().as_secs_f64() * 1e6);
             self.sqlite
                 .execute(
                     "UPDATE contacts SET status = ?1, city = ?2, score = ?3 WHERE id = ?4",
                     params![status as i64, city, score as i64, row.id.as_bytes()],
                 )
                 .unwrap();
+        })
+    }
+
+    /// [`Queries::count_after_write_row`] with a create of one contact (status, city and
+    /// score set, in the filter's values half the time) before each count.
+    fn count_after_create_row(&self, op: &'static str, filter: &Value, sql: &str) -> Row {
+        self.count_after_each(op, filter, sql, |k| {
+            let (status, city, score) = (k % 2, format!("city{}", 1 + k % 4), (k * 53) % 1000);
+            let (name, email) = (format!("Created {k}"), format!("created{k}@example.com"));
+            let props = json!({"name": name, "email": email, "status": STATUSES[status], "city": city, "score": score});
+            let input = RecordInput::from_properties(props).unwrap();
+            let created = self
+                .db
+                .write_batch_with(self.me, Durability::Eventual, |b| b.create(C, &input))
+                .unwrap();
+            self.sqlite
+                .execute(
+                    "INSERT INTO contacts (id, name, email, city, status, score, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                    params![created.id.as_bytes(), name, email, city, status as i64, score as i64, now_micros()],
+                )
+                .unwrap();
+        })
+    }
+
+    /// The filtered count (a first page with its total in prismdb) timed in both engines
+    /// right after each of 20 writes that `write` makes to both; the medians.
+    fn count_after_each(
+        &self,
+        op: &'static str,
+        filter: &Value,
+        sql: &str,
+        mut write: impl FnMut(usize),
+    ) -> Row {
+        let request = self.request(filter, &[], true);
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for k in 0..20 {
+            write(k);
+            let start = Instant::now();
+            let total = self.ours(&request).total;
+            ours.push(start.elapsed().as_secs_f64() * 1e6);
             let start = Instant::now();
             let count = self.sqlite_count(sql);
             theirs.push(start.elapsed().as_secs_f64() * 1e6);

@@ -78,6 +78,11 @@ const ENTRY_OVERHEAD: usize = 128;
 /// How many of the latest noted changes of each group the cache keeps.
 pub(crate) const HISTORY_LEN: usize = 32;
 
+/// The most the histories hold together, counted as one per change plus one per ordinal
+/// listed (a few MB); past it every history forgets what it holds. A database of many
+/// teams notes changes in many groups.
+const HISTORY_MAX_UNITS: usize = 1 << 18;
+
 /// The most changed ordinals a stale entry is handed out with; past them it is read again
 /// (bringing it up to date reads a record per ordinal).
 pub(crate) const REFRESH_MAX_ORDS: usize = 64;
@@ -116,8 +121,10 @@ struct Entries {
     changed: HashMap<(Scope, Group), u64>,
     /// The counter of the latest state noted as changing anything in each scope.
     latest: HashMap<Scope, u64>,
-    /// The latest noted changes of each property's group of a scope.
+    /// The latest noted changes of each group of a scope (but [`Group::Any`]).
     history: HashMap<(Scope, Group), History>,
+    /// What the histories hold together, in [`HISTORY_MAX_UNITS`]' units.
+    history_units: usize,
     /// What the entries hold together, by [`Entry::bytes`].
     bytes: usize,
     /// Counts uses, to rank entries by their last one.
@@ -132,15 +139,33 @@ struct History {
     forgotten: u64,
 }
 
+/// What one noted change takes of [`HISTORY_MAX_UNITS`].
+fn units(changed: &Changed) -> usize {
+    1 + changed.as_ref().map_or(0, Vec::len)
+}
+
 impl History {
-    fn push(&mut self, mutations: u64, changed: Changed) {
+    /// Keeps the change of the state with counter `mutations` (dropping the oldest past
+    /// [`HISTORY_LEN`]); returns the units kept and the units dropped.
+    fn push(&mut self, mutations: u64, changed: Changed) -> (usize, usize) {
         let listed = changed.filter(|ords| ords.len() <= REFRESH_MAX_ORDS);
+        let kept = units(&listed);
         self.changes.push_back((mutations, listed));
+        let mut dropped = 0;
         if self.changes.len() > HISTORY_LEN {
-            if let Some((dropped, _)) = self.changes.pop_front() {
-                self.forgotten = self.forgotten.max(dropped);
+            if let Some((at, changed)) = self.changes.pop_front() {
+                self.forgotten = self.forgotten.max(at);
+                dropped = units(&changed);
             }
         }
+        (kept, dropped)
+    }
+
+    /// Forgets every change held.
+    fn forget_all(&mut self) {
+        let latest = self.changes.iter().map(|(at, _)| *at).max().unwrap_or(0);
+        self.forgotten = self.forgotten.max(latest);
+        self.changes = VecDeque::new();
     }
 
     /// The ordinals changed by the states after `since` up to `upto`, ascending; `None` if
@@ -183,6 +208,7 @@ impl BitmapCache {
                 changed: HashMap::new(),
                 latest: HashMap::new(),
                 history: HashMap::new(),
+                history_units: 0,
                 bytes: 0,
                 clock: 0,
             }),
@@ -221,7 +247,7 @@ impl BitmapCache {
         if changed <= read_at.min(mutations) {
             return Cached::Hit(bitmap);
         }
-        if read_at < mutations {
+        if read_at < mutations && matches!(group, Group::Prop(_)) {
             if let Some(changed) = inner.changed_between(scope, group, read_at, mutations) {
                 return Cached::Stale { bitmap, changed };
             }
@@ -246,16 +272,35 @@ impl BitmapCache {
     /// takes an entry read before it as it is.
     pub fn note_changes(&self, scope: Scope, changes: Vec<(Group, Changed)>, mutations: u64) {
         let mut inner = self.inner.lock();
+        let inner = &mut *inner;
         for (group, changed) in changes {
             let at = inner.changed.entry((scope, group)).or_insert(0);
             *at = (*at).max(mutations);
-            if let Group::Prop(_) = group {
+            if group != Group::Any {
                 let history = inner.history.entry((scope, group)).or_default();
-                history.push(mutations, changed);
+                let (kept, dropped) = history.push(mutations, changed);
+                inner.history_units = inner.history_units + kept - dropped;
             }
+        }
+        if inner.history_units > HISTORY_MAX_UNITS {
+            inner.history.values_mut().for_each(History::forget_all);
+            inner.history_units = 0;
         }
         let latest = inner.latest.entry(scope).or_insert(0);
         *latest = (*latest).max(mutations);
+    }
+
+    /// The ordinals whose bits in `group` of `scope` the states after `since` up to `upto`
+    /// changed, ascending, if every change between is listed in the history (and no
+    /// change of any group came between).
+    pub fn changes_between(
+        &self,
+        scope: Scope,
+        group: Group,
+        since: u64,
+        upto: u64,
+    ) -> Option<Vec<u32>> {
+        self.inner.lock().changed_between(scope, group, since, upto)
     }
 
     /// Remembers `bitmap`, read from `group`, as `key` of `scope` in the committed state
@@ -320,8 +365,8 @@ impl Entries {
     }
 
     /// The ordinals whose bits in `group` of `scope` the states after `since` up to `upto`
-    /// changed; `None` unless `group` is a property's, no change of any group came between
-    /// and every change between is listed in the history.
+    /// changed; `None` unless no change of any group came between and every change between
+    /// is listed in the history.
     fn changed_between(
         &self,
         scope: Scope,
@@ -329,9 +374,6 @@ impl Entries {
         since: u64,
         upto: u64,
     ) -> Option<Vec<u32>> {
-        let Group::Prop(_) = group else {
-            return None;
-        };
         let any = self.changed.get(&(scope, Group::Any)).copied().unwrap_or(0);
         if any > since {
             return None;
@@ -505,8 +547,36 @@ mod tests {
         cache.note_changes(scope(1), vec![(live, Some(vec![1]))], 21);
         assert!(
             stale_ords(cache.lookup(scope(1), b"l", 21)).is_none(),
-            "only properties' groups"
+            "only properties' entries are handed out stale"
         );
+        assert_eq!(
+            cache.changes_between(scope(1), live, 20, 21),
+            Some(vec![1]),
+            "the live bitmap's changes are listed for its own cache"
+        );
+    }
+
+    /// Past their bound together, the histories forget every change they hold, and what
+    /// was noted before cannot be listed any more; later changes can.
+    #[test]
+    fn the_histories_forget_everything_past_their_bound() {
+        let cache = BitmapCache::new(1 << 20);
+        cache.note_changes(scope(1), vec![(SCORE, Some(vec![1]))], 2);
+        assert_eq!(cache.changes_between(scope(1), SCORE, 1, 2), Some(vec![1]));
+        let ords: Vec<u32> = (0..REFRESH_MAX_ORDS as u32).collect();
+        let per_note = 1 + ords.len();
+        for n in 0..=HISTORY_MAX_UNITS / per_note {
+            let group = Group::Prop(10 + (n % 1000) as u16);
+            cache.note_changes(scope(2), vec![(group, Some(ords.clone()))], 3 + n as u64);
+        }
+        assert_eq!(
+            cache.changes_between(scope(1), SCORE, 1, 2),
+            None,
+            "forgotten"
+        );
+        cache.note_changes(scope(1), vec![(SCORE, Some(vec![7]))], 3);
+        assert_eq!(cache.changes_between(scope(1), SCORE, 2, 3), Some(vec![7]));
+        assert_eq!(cache.changes_between(scope(1), SCORE, 1, 3), None);
     }
 
     /// Bitmap names map to the property they derive from, or to their kind.

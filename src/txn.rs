@@ -205,6 +205,19 @@ impl Shared {
         }
     }
 
+    /// The cached live bitmap of `scope` of an earlier state than `mutations`, with the
+    /// ordinals whose bits changed since, when the changes between are all listed.
+    fn stale_live(&self, scope: Scope, mutations: u64) -> Option<(Arc<RoaringBitmap>, Vec<u32>)> {
+        let (at, live) = self.live.lock().get(&scope).cloned()?;
+        if at >= mutations {
+            return None;
+        }
+        let changed = self
+            .bitmaps
+            .changes_between(scope, LIVE_GROUP, at, mutations)?;
+        Some((live, changed))
+    }
+
     /// Remembers the live bitmap of a committed state of `scope` (unless a newer state's
     /// is held).
     fn remember_live(&self, scope: Scope, mutations: u64, live: Arc<RoaringBitmap>) {
@@ -567,6 +580,25 @@ impl<'db> ReadView<'db> {
         Some(bitmap)
     }
 
+    /// `stale`, the live bitmap of `scope` at an earlier state, brought up to this view's
+    /// state from the records of `changed` alone (each is in it if it is there and live);
+    /// `None` if one cannot be read.
+    fn live_brought_up_to_date(
+        &self,
+        scope: Scope,
+        stale: &RoaringBitmap,
+        changed: &[u32],
+    ) -> Option<RoaringBitmap> {
+        let mut live = stale.clone();
+        for &ord in changed {
+            match records::load_at(&self.reader, scope, ord).ok()? {
+                Some(record) if record.is_live() => live.insert(ord),
+                _ => live.remove(ord),
+            };
+        }
+        Some(live)
+    }
+
     /// The catalog of `scope` if this view has read it.
     fn seen_catalog(&self, scope: Scope) -> Option<Arc<Catalog>> {
         let seen = self.seen.lock();
@@ -709,7 +741,14 @@ impl View for ReadView<'_> {
         if let Some(live) = self.shared.cached_live(scope, mutations) {
             return Ok(live);
         }
-        let live = Arc::new(bitmap::read(&self.reader, scope, keys::LIVE)?);
+        let updated = self
+            .shared
+            .stale_live(scope, mutations)
+            .and_then(|(stale, changed)| self.live_brought_up_to_date(scope, &stale, &changed));
+        let live = Arc::new(match updated {
+            Some(live) => live,
+            None => bitmap::read(&self.reader, scope, keys::LIVE)?,
+        });
         self.shared.remember_live(scope, mutations, live.clone());
         Ok(live)
     }
