@@ -34,8 +34,11 @@ fn contact(rng: &mut Rng, tag: u64) -> RecordInput {
     RecordInput::from_properties(props).unwrap()
 }
 
-/// Every live contact of the snapshot, by walking its pages: id → status.
-fn walk(snapshot: &Snapshot<'_>) -> BTreeMap<Uuid, Option<String>> {
+/// A contact as a page shows it: status and score.
+type Seen = (Option<String>, Option<i64>);
+
+/// Every live contact of the snapshot, by walking its pages.
+fn walk(snapshot: &Snapshot<'_>) -> BTreeMap<Uuid, Seen> {
     let mut out = BTreeMap::new();
     let mut request = ListRequest::first(97);
     loop {
@@ -46,8 +49,9 @@ fn walk(snapshot: &Snapshot<'_>) -> BTreeMap<Uuid, Option<String>> {
                 .get("status")
                 .and_then(|v| v.as_str())
                 .map(str::to_owned);
+            let score = row.properties.get("score").and_then(|v| v.as_i64());
             assert!(
-                out.insert(row.id, status).is_none(),
+                out.insert(row.id, (status, score)).is_none(),
                 "a page walk repeated {}",
                 row.id
             );
@@ -89,11 +93,22 @@ fn read_once(db: &Database, rng: &mut Rng) -> u64 {
     let (ids, total) = query_ids(&snapshot, json!({"status": status}));
     let expected: Vec<Uuid> = records
         .iter()
-        .filter(|(_, s)| s.as_deref() == Some(status))
+        .filter(|(_, (s, _))| s.as_deref() == Some(status))
         .map(|(id, _)| *id)
         .collect();
     assert_eq!(ids, expected, "status = {status}: bitmap vs records");
     assert_eq!(total, expected.len() as u64);
+    // A range reads spans of bucket and index bitmaps, cached and brought up to date
+    // across the writer's commits by every reader.
+    let least = rng.below(100) as i64;
+    let (ids, total) = query_ids(&snapshot, json!({"score": {"$gte": least}}));
+    let scored: Vec<Uuid> = records
+        .iter()
+        .filter(|(_, (_, score))| score.is_some_and(|s| s >= least))
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(ids, scored, "score >= {least}: bitmap vs records");
+    assert_eq!(total, scored.len() as u64);
     let (ids, _) = query_ids(&snapshot, json!({"$not": {"status": status}}));
     assert_eq!(
         ids.len() + expected.len(),
@@ -104,7 +119,7 @@ fn read_once(db: &Database, rng: &mut Rng) -> u64 {
         let record = snapshot.get(&me(), C, id).expect("a listed record reads");
         assert_eq!(
             record.properties.get("status").and_then(|v| v.as_str()),
-            records[&id].as_deref()
+            records[&id].0.as_deref()
         );
     }
     snapshot
