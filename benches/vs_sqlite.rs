@@ -1152,7 +1152,7 @@ impl Queries<'_> {
     fn count_after_write_row(&self, op: &'static str, filter: &Value, sql: &str) -> Row {
         let first = self.db.list(self.me, C, &ListRequest::first(20)).unwrap();
         self.count_after_each(op, filter, sql, |k| {
-            let row = &first.rows[k];
+            let row = &first.rows[k % first.rows.len()];
             let (status, city, score) = (
                 k % STATUSES.len(),
                 format!("city{}", k % 4),
