@@ -707,11 +707,10 @@ pub(crate) struct BitmapBuffer {
     unsettled: Vec<bool>,
     /// Scratch space for the key prefix of the bitmap being changed.
     prefix: Vec<u8>,
-    /// The groups of the bitmaps changed or dropped, with their scopes (for the bitmap
-    /// cache); noted when a bitmap is first numbered, so they may repeat.
-    changed: Vec<(Scope, Group)>,
-    /// The scope and group of each numbered bitmap.
+    /// The scope and group of each numbered bitmap (for the bitmap cache).
     groups: Vec<(Scope, Group)>,
+    /// The scopes and groups of the bitmaps dropped.
+    dropped: Vec<(Scope, Group)>,
     /// The bitmap number and ordinal of each change, while there are at most
     /// [`NOTED_ORDS_MAX`] and no bitmap was dropped (`noted_past` says when not): the bitmap
     /// cache brings its entries up to date for these records alone.
@@ -1073,7 +1072,6 @@ impl BitmapBuffer {
         let numbered = self.unsettled.len();
         let number = self.number(layout);
         if number as usize == numbered {
-            self.changed.push((scope, Group::of(name)));
             self.groups.push((scope, Group::of(name)));
         }
         if !self.noted_past {
@@ -1110,10 +1108,10 @@ impl BitmapBuffer {
 
     /// The groups of bitmaps changed or dropped, with their scopes, sorted and distinct,
     /// each with the ordinals whose bits changed in it (ascending) when they were listed.
-    /// Called once, when the transaction ends (a bitmap's group is kept when it is first
-    /// numbered, so a second call would miss the groups of bitmaps numbered before).
+    /// Called once, when the transaction ends.
     pub fn take_changes(&mut self) -> Vec<(Scope, Group, Changed)> {
-        let mut groups = std::mem::take(&mut self.changed);
+        let mut groups = self.groups.clone();
+        groups.append(&mut self.dropped);
         groups.sort_unstable();
         groups.dedup();
         let listed = !std::mem::take(&mut self.noted_past);
@@ -1161,7 +1159,7 @@ impl BitmapBuffer {
         name_prefix: &[u8],
     ) -> Result<()> {
         self.settle(writer)?;
-        self.changed.push((scope, Group::of(name_prefix)));
+        self.dropped.push((scope, Group::of(name_prefix)));
         self.stop_noting();
         let prefix = scope.bitmap_prefix(name_prefix);
         for (number, held) in self.dirty.iter_mut().enumerate() {

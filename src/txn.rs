@@ -559,44 +559,39 @@ impl<'db> ReadView<'db> {
         }
         let catalog = self.seen_catalog(scope)?;
         let prop = catalog.by_pid(pid);
+        self.updated_from_records(scope, stale, changed, |ord, record| {
+            let names = index::bitmaps_of_prop(pid, prop, record);
+            let mut member = false;
+            for name in names.iter() {
+                member |= covers.covers(name, ord)?;
+            }
+            Some(member)
+        })
+    }
+
+    /// `stale`, a bitmap of live records of `scope` at an earlier state, brought up to
+    /// this view's state from the records of `changed` alone: each is in it if it is there,
+    /// live, and `member` says so (`None`: it cannot tell). `None` if a record cannot be
+    /// read or `member` cannot tell.
+    fn updated_from_records(
+        &self,
+        scope: Scope,
+        stale: &RoaringBitmap,
+        changed: &[u32],
+        member: impl Fn(u32, &codec::StoredRecord) -> Option<bool>,
+    ) -> Option<RoaringBitmap> {
         let mut bitmap = stale.clone();
         for &ord in changed {
-            let member = match records::load_at(&self.reader, scope, ord).ok()? {
-                Some(record) if record.is_live() => {
-                    let names = index::bitmaps_of_prop(pid, prop, &record);
-                    let mut member = false;
-                    for name in names.iter() {
-                        member |= covers.covers(name, ord)?;
-                    }
-                    member
-                }
+            let is_member = match records::load_at(&self.reader, scope, ord).ok()? {
+                Some(record) if record.is_live() => member(ord, &record)?,
                 _ => false,
             };
-            match member {
+            match is_member {
                 true => bitmap.insert(ord),
                 false => bitmap.remove(ord),
             };
         }
         Some(bitmap)
-    }
-
-    /// `stale`, the live bitmap of `scope` at an earlier state, brought up to this view's
-    /// state from the records of `changed` alone (each is in it if it is there and live);
-    /// `None` if one cannot be read.
-    fn live_brought_up_to_date(
-        &self,
-        scope: Scope,
-        stale: &RoaringBitmap,
-        changed: &[u32],
-    ) -> Option<RoaringBitmap> {
-        let mut live = stale.clone();
-        for &ord in changed {
-            match records::load_at(&self.reader, scope, ord).ok()? {
-                Some(record) if record.is_live() => live.insert(ord),
-                _ => live.remove(ord),
-            };
-        }
-        Some(live)
     }
 
     /// The catalog of `scope` if this view has read it.
@@ -744,7 +739,9 @@ impl View for ReadView<'_> {
         let updated = self
             .shared
             .stale_live(scope, mutations)
-            .and_then(|(stale, changed)| self.live_brought_up_to_date(scope, &stale, &changed));
+            .and_then(|(stale, changed)| {
+                self.updated_from_records(scope, &stale, &changed, |_, _| Some(true))
+            });
         let live = Arc::new(match updated {
             Some(live) => live,
             None => bitmap::read(&self.reader, scope, keys::LIVE)?,
